@@ -1,0 +1,2 @@
+//! PDU codec benchmarks (filled in with the codec).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Criterion benchmarks of pvd's codecs, XDR and translation.

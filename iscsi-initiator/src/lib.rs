@@ -1,0 +1,1 @@
+//! An async iSCSI initiator (RFC 7143) on tokio.

@@ -1,0 +1,1 @@
+//! Extents, placement, virtual-address translation, the mapping file, and the master.

@@ -1,0 +1,27 @@
+//! `pvd`: the single user-facing command of the parallel virtual disk.
+
+use clap::{Parser, Subcommand};
+
+/// pvd: a parallel virtual disk. A VM's disk striped and replicated over several iSCSI storage
+/// servers, served to the VM over NBD.
+#[derive(Parser, Debug)]
+#[command(name = "pvd", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PVD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {}
+}
