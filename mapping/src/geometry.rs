@@ -97,13 +97,13 @@ impl Geometry {
         if self.size == 0 {
             return Err(GeometryError::ZeroSize);
         }
-        if self.size % SECTOR != 0 {
+        if !self.size.is_multiple_of(SECTOR) {
             return Err(GeometryError::SizeNotSectorMultiple(self.size));
         }
-        if self.stripe_unit == 0 || self.stripe_unit % SECTOR != 0 {
+        if self.stripe_unit == 0 || !self.stripe_unit.is_multiple_of(SECTOR) {
             return Err(GeometryError::StripeUnitNotSectorMultiple(self.stripe_unit));
         }
-        if self.extent_size == 0 || self.extent_size % self.stripe_unit != 0 {
+        if self.extent_size == 0 || !self.extent_size.is_multiple_of(self.stripe_unit) {
             return Err(GeometryError::ExtentNotStripeUnitMultiple {
                 extent_size: self.extent_size,
                 stripe_unit: self.stripe_unit,
@@ -126,7 +126,7 @@ impl Geometry {
     /// Checks that a server block size divides the stripe unit (so stripe units start on block
     /// boundaries of every server).
     pub fn check_block_size(&self, block_size: u32) -> Result<(), GeometryError> {
-        if block_size == 0 || self.stripe_unit % block_size as u64 != 0 {
+        if block_size == 0 || !self.stripe_unit.is_multiple_of(block_size as u64) {
             return Err(GeometryError::BlockSizeMismatch {
                 block_size,
                 stripe_unit: self.stripe_unit,

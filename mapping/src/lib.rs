@@ -4,6 +4,7 @@
 pub mod geometry;
 pub mod lock;
 pub mod mapfile;
+pub mod master;
 pub mod placement;
 pub mod server;
 pub mod size;

@@ -37,7 +37,10 @@ impl ServerInfo {
     /// How many whole extents of `extent_size` bytes fit on this LUN. Extent `k` covers LBAs
     /// `[k*E/bs, (k+1)*E/bs)`.
     pub fn extent_slots(&self, extent_size: u64) -> u64 {
-        if extent_size == 0 || self.block_size == 0 || extent_size % self.block_size as u64 != 0 {
+        if extent_size == 0
+            || self.block_size == 0
+            || !extent_size.is_multiple_of(self.block_size as u64)
+        {
             return 0;
         }
         self.capacity_bytes / extent_size

@@ -47,7 +47,7 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
 /// Formats a byte count with the largest IEC suffix that divides it exactly.
 pub fn format_size(bytes: u64) -> String {
     for (shift, name) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes != 0 && bytes % (1u64 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
             return format!("{}{}", bytes >> shift, name);
         }
     }

@@ -212,7 +212,10 @@ impl ExtentTable {
             let first = slots.len();
             for (k, rep) in replicas.iter().enumerate() {
                 let bs = rep.block_size as u64;
-                if bs == 0 || geometry.stripe_unit % bs != 0 || geometry.extent_size % bs != 0 {
+                if bs == 0
+                    || !geometry.stripe_unit.is_multiple_of(bs)
+                    || !geometry.extent_size.is_multiple_of(bs)
+                {
                     return Err(TableError::BlockSize {
                         extent: x,
                         replica: k,

@@ -24,7 +24,7 @@ fn table(g: &Geometry, servers: u32, scramble: u64) -> ExtentTable {
     let n = servers.max(g.replicas);
     let mut next_slot = vec![0u64; n as usize];
     // Odd servers use 4096-byte blocks when the stripe unit allows it.
-    let big = g.stripe_unit % 4096 == 0;
+    let big = g.stripe_unit.is_multiple_of(4096);
     let bs = |s: u32| if s % 2 == 1 && big { 4096u32 } else { 512 };
     let extents: Vec<Vec<ExtentReplica>> = (0..g.extent_count())
         .map(|x| {
