@@ -5,6 +5,7 @@
 //! made) and is killed when its [`Proc`] guard drops. Peers are installed by `scripts/test`
 //! (through `scripts/install-peers`); a missing peer fails the test loudly instead of skipping it.
 
+pub mod rpcbind;
 pub mod tgtd;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

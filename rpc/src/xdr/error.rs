@@ -33,6 +33,9 @@ pub enum XdrError {
     /// Bytes left over after the item that should fill the whole message.
     #[error("{0} trailing bytes after the XDR item")]
     TrailingBytes(usize),
+    /// Recursive data (e.g. a linked list of optional data) nested deeper than allowed.
+    #[error("XDR data nested deeper than {max} levels")]
+    TooDeep { max: u32 },
     /// Optional-data chains (linked lists) longer than the allowed element count.
     #[error("XDR list longer than the maximum {max} elements")]
     ListTooLong { max: u32 },

@@ -22,6 +22,9 @@ use bytes::{Bytes, BytesMut};
 pub const DEFAULT_MAX_OPAQUE_LEN: u32 = 64 << 20;
 /// Default maximum element count of a variable-length array without its own `<max>`.
 pub const DEFAULT_MAX_ARRAY_LEN: u32 = 1 << 20;
+/// Deepest nesting of boxed (recursive) values, e.g. a linked list declared as optional data
+/// (`struct node { ...; node *next; }`): decoding recurses once per level.
+pub const MAX_DECODE_DEPTH: u32 = 1024;
 
 /// Encodes `self` in XDR.
 pub trait XdrEncode {
@@ -62,12 +65,13 @@ pub const fn pad_len(len: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct XdrReader<'a> {
     buf: &'a [u8],
+    depth: u32,
 }
 
 impl<'a> XdrReader<'a> {
     /// A reader over `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        XdrReader { buf }
+        XdrReader { buf, depth: 0 }
     }
 
     /// Bytes not yet read.
@@ -78,6 +82,22 @@ impl<'a> XdrReader<'a> {
     /// The bytes not yet read (without consuming them).
     pub fn rest(&self) -> &'a [u8] {
         self.buf
+    }
+
+    /// Runs `f` one nesting level deeper, refusing more than [`MAX_DECODE_DEPTH`] levels.
+    pub fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, XdrError>,
+    ) -> Result<T, XdrError> {
+        if self.depth >= MAX_DECODE_DEPTH {
+            return Err(XdrError::TooDeep {
+                max: MAX_DECODE_DEPTH,
+            });
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
     }
 
     /// Fails with [`XdrError::TrailingBytes`] unless everything was read.

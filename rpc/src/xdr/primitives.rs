@@ -301,7 +301,7 @@ impl<T: XdrEncode> XdrEncode for Box<T> {
 }
 impl<T: XdrDecode> XdrDecode for Box<T> {
     fn decode(r: &mut XdrReader<'_>) -> Result<Self, XdrError> {
-        Ok(Box::new(T::decode(r)?))
+        r.nested(|r| Ok(Box::new(T::decode(r)?)))
     }
 }
 
