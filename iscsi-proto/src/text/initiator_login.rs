@@ -1,10 +1,11 @@
 //! RFC 7143 sections 6.3, 11.12-11.13 and 12: the initiator side of a login, as a sans-IO
 //! state machine that produces Login Requests and consumes Login Responses.
 //!
-//! The login always starts in the security stage (CSG 0) asking to transit to the operational
-//! stage: with `AuthMethod=None`, or with `AuthMethod=CHAP,None` (only `CHAP` when mutual CHAP
-//! is configured) and then the CHAP exchange of RFC 7143 section 12.1.3. In the operational stage
-//! it offers the operational keys and asks to transit to the full feature phase.
+//! Without CHAP the login starts in the operational stage (CSG 1), offering the operational keys
+//! and asking to transit to the full feature phase. With CHAP it starts in the security stage
+//! (CSG 0) asking to transit to the operational stage with `AuthMethod=CHAP,None` (only `CHAP`
+//! when mutual CHAP is configured), runs the CHAP exchange of RFC 7143 section 12.1.3, then
+//! negotiates the operational keys.
 
 use super::chap::{
     check_challenge, decode_binary, encode_binary, format_algorithm_list, new_challenge,
@@ -196,13 +197,27 @@ impl InitiatorLogin {
             self.config.session_type.as_str(),
         ));
         let methods = match &self.config.chap {
-            None => "None",
+            None => {
+                // Nothing to authenticate with: straight to the operational stage (RFC 7143
+                // section 6.3.2), saving a round trip, as libiscsi does.
+                self.stage = Stage::LOGIN_OPERATIONAL_NEGOTIATION;
+                self.auth = Auth::Done;
+                pairs.extend(self.negotiator.offer(self.operational_keys()));
+                return self.request(Some(Stage::FULL_FEATURE_PHASE), &pairs);
+            }
             Some(c) if c.mutual.is_some() => "CHAP",
             Some(_) => "CHAP,None",
         };
         pairs.push(KeyValue::new("AuthMethod", methods));
         self.auth = Auth::Offered;
         self.request(Some(Stage::LOGIN_OPERATIONAL_NEGOTIATION), &pairs)
+    }
+
+    fn operational_keys(&self) -> &'static [&'static str] {
+        match self.config.session_type {
+            SessionType::Normal => NORMAL_SESSION_KEYS,
+            SessionType::Discovery => DISCOVERY_SESSION_KEYS,
+        }
     }
 
     /// The session parameters known so far.
@@ -325,11 +340,7 @@ impl InitiatorLogin {
                 return Ok(InitiatorStep::Complete(Box::new(self.complete(resp.tsih))));
             }
             // Entering the operational stage: our offers.
-            let keys = match self.config.session_type {
-                SessionType::Normal => NORMAL_SESSION_KEYS,
-                SessionType::Discovery => DISCOVERY_SESSION_KEYS,
-            };
-            out.extend(self.negotiator.offer(keys));
+            out.extend(self.negotiator.offer(self.operational_keys()));
             return Ok(InitiatorStep::Send(
                 self.request(Some(Stage::FULL_FEATURE_PHASE), &out),
             ));
