@@ -157,6 +157,9 @@ pub enum LoginError {
     /// A non-zero TSIH for a session that does not exist here (status 0x020a).
     #[error("session with TSIH {tsih} does not exist")]
     SessionDoesNotExist { tsih: u16 },
+    /// A later login request changed the ISID or TSIH of the first (RFC 7143 section 11.12.5).
+    #[error("ISID or TSIH changed during the login (RFC 7143 section 11.12.5)")]
+    SessionIdentityChanged,
     /// The exchange went on for more rounds than the named limit.
     #[error("login did not finish within {limit} exchanges")]
     TooManyRounds { limit: usize },
@@ -186,7 +189,8 @@ impl LoginError {
             | LoginError::TransitAndContinue
             | LoginError::InvalidTransition { .. }
             | LoginError::UnexpectedStage { .. }
-            | LoginError::UnrequestedTransit => LoginStatus::INITIATOR_ERROR,
+            | LoginError::UnrequestedTransit
+            | LoginError::SessionIdentityChanged => LoginStatus::INITIATOR_ERROR,
         }
     }
 }

@@ -114,7 +114,6 @@ pub struct TargetLogin {
     rounds: usize,
     isid: [u8; 6],
     params: SessionParams,
-    sent_first_response: bool,
 }
 
 impl TargetLogin {
@@ -131,7 +130,6 @@ impl TargetLogin {
             rounds: 0,
             isid: [0; 6],
             params: SessionParams::default(),
-            sent_first_response: false,
         }
     }
 
@@ -239,6 +237,9 @@ impl TargetLogin {
                 self.state = State::InStage(req.csg);
             }
             Some(stage) => {
+                if req.isid != self.isid || req.tsih != 0 {
+                    return Err(LoginError::SessionIdentityChanged);
+                }
                 if req.csg != stage {
                     return Err(LoginError::UnexpectedStage {
                         expected: stage,
@@ -300,7 +301,6 @@ impl TargetLogin {
             {
                 out.push(KeyValue::new("TargetAlias", alias));
             }
-            self.params.target_alias = None;
         }
         let chap_required = self.config.chap.is_some();
         if req.csg == Stage::SECURITY_NEGOTIATION {
@@ -346,7 +346,6 @@ impl TargetLogin {
         if transit && !self.negotiator.pending().is_empty() {
             transit = false;
         }
-        self.sent_first_response = true;
         let header = self.response_header(req, transit);
         let text = encode_text(&out);
         let outcome = if transit {
