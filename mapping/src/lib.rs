@@ -1,6 +1,7 @@
 //! Extents, placement, virtual-address translation, the mapping file, and the master
 //! (DESIGN.md "Layout arithmetic" and "Control path").
 
+pub mod cli;
 pub mod geometry;
 pub mod lock;
 pub mod mapfile;

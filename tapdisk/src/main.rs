@@ -12,7 +12,12 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Run the master (extent allocation service), or query one (`pvd master status`).
+    Master(pvd_mapping::cli::MasterCommand),
+    /// Create, show, delete or recover a virtual disk's mapping file.
+    Vdisk(pvd_mapping::cli::VdiskCommand),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -23,5 +28,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Master(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
+        Command::Vdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
+    }
 }

@@ -267,9 +267,13 @@ impl MasterState {
     }
 
     /// Finds a vdisk by id (non-zero) or else by name.
+    /// With both an id and a name, the vdisk must carry both (an id from an old mapping file
+    /// must not reach another disk).
     pub fn find_vdisk(&self, id: VdiskId, name: &str) -> Option<&VdiskState> {
         if id != 0 {
-            self.vdisks.get(&id)
+            self.vdisks
+                .get(&id)
+                .filter(|v| name.is_empty() || v.name == name)
         } else {
             self.vdisks.values().find(|v| v.name == name)
         }
