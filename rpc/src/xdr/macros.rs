@@ -125,8 +125,9 @@ macro_rules! xdr_enum {
 
 /// Declares an XDR discriminated union (RFC 4506 section 4.15) as a Rust enum with one
 /// single-field variant per arm; `()` is the `void` arm. The discriminant is an `int` on the
-/// wire; each arm's value is any constant expression of type `i32`. An optional
-/// `default => Variant` arm keeps unknown discriminants (as `Variant(i32)`) instead of refusing.
+/// wire; each arm's value is any constant expression of type `i32`. An optional final
+/// `; default => Variant` keeps unknown discriminants (as `Variant(i32)`, XDR's `default: void`)
+/// instead of refusing them.
 ///
 /// ```
 /// pvd_rpc::xdr_union! {
@@ -145,8 +146,8 @@ macro_rules! xdr_union {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident {
-            $( $disc:expr => $variant:ident ( $aty:ty $([max = $max:expr])? ) ),+
-            $(, default => $dvariant:ident)? $(,)?
+            $( $disc:expr => $variant:ident ( $aty:ty $([max = $max:expr])? ) ),+ $(,)?
+            $(; default => $dvariant:ident $(,)?)?
         }
     ) => {
         $(#[$meta])*
