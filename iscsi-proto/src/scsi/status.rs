@@ -94,6 +94,7 @@ impl Asc {
     pub const LOGICAL_UNIT_NOT_READY_MANUAL_INTERVENTION: Asc = Asc(0x0403);
     pub const WRITE_ERROR: Asc = Asc(0x0C00);
     pub const UNRECOVERED_READ_ERROR: Asc = Asc(0x1100);
+    pub const INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT: Asc = Asc(0x0E03);
     pub const MISCOMPARE_DURING_VERIFY: Asc = Asc(0x1D00);
     pub const PARAMETER_LIST_LENGTH_ERROR: Asc = Asc(0x1A00);
     pub const INVALID_COMMAND_OPERATION_CODE: Asc = Asc(0x2000);

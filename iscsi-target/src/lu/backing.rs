@@ -1,0 +1,138 @@
+//! The backing store of a logical unit: a regular file or a block device, accessed with
+//! positioned reads and writes (pread/pwrite), made durable with fdatasync (or an O_DSYNC
+//! descriptor for FUA writes), deallocated with fallocate(PUNCH_HOLE) and probed with
+//! lseek(SEEK_DATA/SEEK_HOLE) for GET LBA STATUS.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// Size of the zero buffer used when holes cannot be punched.
+const ZERO_CHUNK: usize = 1 << 20;
+
+#[derive(Debug)]
+pub(crate) struct Backing {
+    file: File,
+    /// Second descriptor opened with O_DSYNC for FUA writes, when it could be opened.
+    dsync: Option<File>,
+    pub(crate) size: u64,
+    pub(crate) is_block_device: bool,
+}
+
+impl Backing {
+    pub(crate) fn open(path: &Path, read_only: bool) -> io::Result<Backing> {
+        let mut file = OpenOptions::new().read(true).write(!read_only).open(path)?;
+        let meta = file.metadata()?;
+        let is_block_device = meta.file_type().is_block_device();
+        let size = if is_block_device {
+            file.seek(SeekFrom::End(0))?
+        } else {
+            meta.len()
+        };
+        let dsync = if read_only {
+            None
+        } else {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DSYNC)
+                .open(path)
+                .ok()
+        };
+        Ok(Backing {
+            file,
+            dsync,
+            size,
+            is_block_device,
+        })
+    }
+
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    /// Writes `buf` at `offset`; with `fua`, the data is durable on return.
+    pub(crate) fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        match (&self.dsync, fua) {
+            (Some(d), true) => d.write_all_at(buf, offset),
+            (None, true) => {
+                self.file.write_all_at(buf, offset)?;
+                self.file.sync_data()
+            }
+            (_, false) => self.file.write_all_at(buf, offset),
+        }
+    }
+
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Deallocates `len` bytes at `offset` so they read back as zeros: punches a hole when the
+    /// file system supports it, otherwise writes zeros.
+    pub(crate) fn deallocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: fallocate on a descriptor we own, with plain integer arguments.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {
+                self.write_zeros(offset, len)
+            }
+            _ => Err(err),
+        }
+    }
+
+    pub(crate) fn write_zeros(&self, offset: u64, len: u64) -> io::Result<()> {
+        let zeros = vec![0u8; ZERO_CHUNK.min(len as usize)];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], offset + done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Whether `offset` is in allocated data, and where that state ends (SEEK_DATA/SEEK_HOLE).
+    /// Block devices, and file systems without the lseek extension, report all data.
+    pub(crate) fn extent_at(&self, offset: u64) -> (bool, u64) {
+        if self.is_block_device || offset >= self.size {
+            return (true, self.size);
+        }
+        let fd = self.file.as_raw_fd();
+        // SAFETY: lseek on a descriptor we own; the shared file position is not used by any
+        // other access (all I/O is positioned).
+        let data = unsafe { libc::lseek(fd, offset as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ENXIO) {
+                (false, self.size)
+            } else {
+                (true, self.size)
+            };
+        }
+        let data = data as u64;
+        if data > offset {
+            return (false, data.min(self.size));
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, offset as libc::off_t, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return (true, self.size);
+        }
+        (true, (hole as u64).min(self.size))
+    }
+}
