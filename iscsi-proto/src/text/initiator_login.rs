@@ -485,6 +485,9 @@ impl InitiatorLogin {
                     .as_ref()
                     .and_then(|c| c.mutual.clone())
                     .ok_or(ChapError::MutualMissing)?;
+                if get("CHAP_N").is_none() && get("CHAP_R").is_none() {
+                    return Err(ChapError::MutualMissing.into());
+                }
                 let name = get("CHAP_N").ok_or(ChapError::MissingKey { key: "CHAP_N" })?;
                 let response =
                     decode_binary(get("CHAP_R").ok_or(ChapError::MissingKey { key: "CHAP_R" })?)?;

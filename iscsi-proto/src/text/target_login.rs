@@ -114,6 +114,8 @@ pub struct TargetLogin {
     rounds: usize,
     isid: [u8; 6],
     params: SessionParams,
+    /// Whether the first complete request text (with the names) was processed.
+    identified: bool,
 }
 
 impl TargetLogin {
@@ -130,6 +132,7 @@ impl TargetLogin {
             rounds: 0,
             isid: [0; 6],
             params: SessionParams::default(),
+            identified: false,
         }
     }
 
@@ -269,7 +272,7 @@ impl TargetLogin {
         let mut out: Vec<KeyValue> = Vec::new();
         let mut security: Vec<&KeyValue> = Vec::new();
         let mut operational: Vec<KeyValue> = Vec::new();
-        let first = current.is_none();
+        let first = !self.identified;
         for kv in &pairs {
             match kv.key.as_str() {
                 "InitiatorName" | "TargetName" | "SessionType" | "InitiatorAlias" => {
@@ -286,6 +289,7 @@ impl TargetLogin {
         }
         if first {
             self.identify(&pairs)?;
+            self.identified = true;
             if self.params.session_type == SessionType::Normal {
                 out.push(KeyValue::new(
                     "TargetPortalGroupTag",
