@@ -46,8 +46,8 @@ pub use pr::Nexus;
 pub const MAX_TRANSFER_BYTES: u64 = 32 << 20;
 /// Largest WRITE SAME, in bytes (MAXIMUM WRITE SAME LENGTH).
 pub const MAX_WRITE_SAME_BYTES: u64 = 1 << 30;
-/// Largest number of blocks in one UNMAP descriptor set (MAXIMUM UNMAP LBA COUNT), in bytes.
-pub const MAX_UNMAP_BYTES: u64 = 1 << 30;
+/// Most logical blocks one UNMAP may deallocate (MAXIMUM UNMAP LBA COUNT).
+pub const MAX_UNMAP_LBA_COUNT: u32 = 1 << 20;
 /// Most UNMAP block descriptors in one parameter list.
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 /// Most blocks in one COMPARE AND WRITE.
@@ -395,6 +395,7 @@ impl LogicalUnit {
                     block_len: self.cfg.block_size,
                     lbpme: self.cfg.thin_provisioning,
                     lbprz: self.cfg.thin_provisioning,
+                    lbppbe: vpd::lbppbe(self.cfg.block_size),
                     ..Default::default()
                 }
                 .encode(&mut b);
@@ -626,6 +627,9 @@ impl LogicalUnit {
             return Ok(Bytes::new());
         }
         let n = range.blocks as usize * self.cfg.block_size as usize;
+        if data_out.len() != 2 * n {
+            return Err(illegal(Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT));
+        }
         let _exclusive = self.write_order.write().await;
         let medium = self.read(range.lba, range.blocks).await?;
         if let Some(off) = first_difference(&medium, &data_out[..n]) {
@@ -685,13 +689,17 @@ impl LogicalUnit {
         if unmap && !self.cfg.thin_provisioning {
             return Err(invalid_cdb(1, Some(3)));
         }
+        self.check_range(range.lba, range.blocks as u64)?;
         if range.blocks == 0 {
             // WSNZ is one in VPD B0h: a zero NUMBER OF LOGICAL BLOCKS is refused.
             return Err(invalid_cdb(if len == 10 { 7 } else { 10 }, None));
         }
         let bs = self.cfg.block_size as u64;
         let total = range.blocks as u64 * bs;
-        self.check_range(range.lba, range.blocks as u64)?;
+        // Exactly one block of data-out (none with NDOB): more is an invalid request too.
+        if data_out.len() as u64 != if ndob { 0 } else { bs } {
+            return Err(illegal(Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT));
+        }
         if total > MAX_WRITE_SAME_BYTES {
             return Err(invalid_cdb(if len == 10 { 7 } else { 10 }, None));
         }
@@ -749,15 +757,15 @@ impl LogicalUnit {
         }
         let bs = self.cfg.block_size as u64;
         let mut ranges = Vec::with_capacity(count);
-        let mut total = 0u64;
+        let mut total_blocks = 0u64;
         for (i, d) in params[8..8 + desc_len].chunks_exact(16).enumerate() {
             let mut l = [0u8; 8];
             l.copy_from_slice(&d[0..8]);
             let lba = u64::from_be_bytes(l);
             let blocks = u32::from_be_bytes([d[8], d[9], d[10], d[11]]) as u64;
             self.check_range(lba, blocks)?;
-            total += blocks * bs;
-            if total > MAX_UNMAP_BYTES {
+            total_blocks += blocks;
+            if total_blocks > MAX_UNMAP_LBA_COUNT as u64 {
                 return Err(Failure::Check(Sense::invalid_field_in_parameter_list(
                     (8 + i * 16 + 8) as u16,
                     None,

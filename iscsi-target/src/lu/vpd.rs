@@ -11,8 +11,8 @@ use iscsi_proto::scsi::inquiry::{
 use iscsi_proto::scsi::Sense;
 
 use super::{
-    Failure, LogicalUnit, Nexus, MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BYTES,
-    MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BYTES, UNMAP_GRANULARITY_BYTES,
+    Failure, LogicalUnit, Nexus, MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES,
+    MAX_UNMAP_DESCRIPTORS, MAX_UNMAP_LBA_COUNT, MAX_WRITE_SAME_BYTES, UNMAP_GRANULARITY_BYTES,
 };
 
 /// Pages listed in VPD 00h, ascending.
@@ -64,6 +64,12 @@ pub(crate) fn standard_inquiry(lu: &LogicalUnit) -> BytesMut {
     let mut b = BytesMut::with_capacity(StandardInquiry::ENCODED_LEN);
     inq.encode(&mut b);
     b
+}
+
+/// Logical blocks per physical block exponent: physical blocks are 4 KiB (the page and file
+/// system block size), so initiators align to them.
+pub(crate) fn lbppbe(block_size: u32) -> u8 {
+    (4096 / block_size).max(1).trailing_zeros() as u8
 }
 
 /// The NAA IEEE Registered Extended designator (NAA 6), derived from the serial number.
@@ -165,11 +171,7 @@ pub(crate) fn vpd_page(lu: &LogicalUnit, nexus: &Nexus, page: u8) -> Result<Byte
                 max_transfer_len: (MAX_TRANSFER_BYTES / bs as u64) as u32,
                 optimal_transfer_len: ((1u32 << 20) / bs),
                 max_prefetch_len: (MAX_TRANSFER_BYTES / bs as u64) as u32,
-                max_unmap_lba_count: if thin {
-                    (MAX_UNMAP_BYTES / bs as u64) as u32
-                } else {
-                    0
-                },
+                max_unmap_lba_count: if thin { MAX_UNMAP_LBA_COUNT } else { 0 },
                 max_unmap_descriptor_count: if thin { MAX_UNMAP_DESCRIPTORS } else { 0 },
                 optimal_unmap_granularity: (UNMAP_GRANULARITY_BYTES / bs).max(1),
                 unmap_granularity_alignment: Some(0),
