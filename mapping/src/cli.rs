@@ -9,8 +9,9 @@
 use crate::geometry::Geometry;
 use crate::lock::{LockError, MappingLock};
 use crate::mapfile::MappingFile;
-use crate::master::client::MasterClient;
+use crate::master::client::{register_luns_with, MasterClient, RegisterOptions};
 use crate::master::service::{self, MasterOptions};
+use crate::server::ServerInfo;
 use crate::size::{format_size, parse_size};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
@@ -59,6 +60,27 @@ pub struct MasterServeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum MasterAction {
+    /// Register a LUN of any iSCSI target (e.g. tgtd) with a master by hand; `pvd target
+    /// --register` does this for pvd's own target.
+    Register {
+        #[arg(long, env = "PVD_MASTER", default_value = DEFAULT_MASTER)]
+        master: String,
+        /// iSCSI portal host:port.
+        #[arg(long)]
+        portal: String,
+        /// Target IQN.
+        #[arg(long)]
+        iqn: String,
+        #[arg(long, default_value_t = 0)]
+        lun: u64,
+        /// LUN capacity.
+        #[arg(long, value_parser = size_arg)]
+        capacity: u64,
+        #[arg(long, default_value_t = 512)]
+        block_size: u32,
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Show a master's servers, free and used extents, and vdisks.
     Status {
         /// Master address (host:port).
@@ -73,6 +95,33 @@ pub enum MasterAction {
 impl MasterCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.action {
+            Some(MasterAction::Register {
+                master,
+                portal,
+                iqn,
+                lun,
+                capacity,
+                block_size,
+                timeout,
+            }) => {
+                let info = ServerInfo {
+                    portal,
+                    iqn,
+                    lun,
+                    capacity_bytes: capacity,
+                    block_size,
+                };
+                let ids = register_luns_with(
+                    &master,
+                    vec![info],
+                    RegisterOptions {
+                        overall_timeout: Some(Duration::from_secs(timeout)),
+                    },
+                )
+                .await?;
+                println!("registered as server {}", ids[0].0);
+                Ok(())
+            }
             Some(MasterAction::Status { master, timeout }) => {
                 master_status(&master, Duration::from_secs(timeout)).await
             }

@@ -91,7 +91,11 @@ impl MasterClient {
         &self.addr
     }
 
-    async fn call<A: XdrEncode, R: XdrDecode>(&self, proc_: u32, args: &A) -> Result<R, ClientError> {
+    async fn call<A: XdrEncode, R: XdrDecode>(
+        &self,
+        proc_: u32,
+        args: &A,
+    ) -> Result<R, ClientError> {
         let start = Instant::now();
         let mut backoff = Duration::from_millis(50);
         let mut last;
@@ -239,7 +243,11 @@ impl MasterClient {
             .map(|e| {
                 (
                     e.index,
-                    e.replicas.iter().cloned().map(ExtentReplica::from).collect(),
+                    e.replicas
+                        .iter()
+                        .cloned()
+                        .map(ExtentReplica::from)
+                        .collect(),
                 )
             })
             .collect();

@@ -336,7 +336,8 @@ pub async fn run(opts: MasterOptions) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     if opts.rpcbind {
-        let _ = pvd_rpc::unregister_with_rpcbind(proto::PVD_MASTER_PROG, proto::PVD_MASTER_V1).await;
+        let _ =
+            pvd_rpc::unregister_with_rpcbind(proto::PVD_MASTER_PROG, proto::PVD_MASTER_V1).await;
     }
     Ok(())
 }
