@@ -129,8 +129,10 @@ fn digests_are_list_selection() {
         answer_fresh("HeaderDigest", "MD5").as_deref(),
         Some("Reject")
     );
-    let mut only_crc = OperationalOffers::default();
-    only_crc.data_digest = vec![DigestKind::Crc32c];
+    let only_crc = OperationalOffers {
+        data_digest: vec![DigestKind::Crc32c],
+        ..Default::default()
+    };
     let mut n = Negotiator::new(Role::Target, only_crc);
     assert_eq!(
         answer(&mut n, "DataDigest", "None").as_deref(),
@@ -266,8 +268,10 @@ fn boolean_and_keys() {
     // Ours: ImmediateData Yes; markers always No.
     assert_eq!(answer_fresh("ImmediateData", "Yes").as_deref(), Some("Yes"));
     assert_eq!(answer_fresh("ImmediateData", "No").as_deref(), Some("No"));
-    let mut no_imm = OperationalOffers::default();
-    no_imm.immediate_data = false;
+    let no_imm = OperationalOffers {
+        immediate_data: false,
+        ..Default::default()
+    };
     let mut n = Negotiator::new(Role::Target, no_imm);
     assert_eq!(
         answer(&mut n, "ImmediateData", "Yes").as_deref(),
@@ -370,8 +374,10 @@ fn keys_of_the_wrong_phase() {
 
 #[test]
 fn initiator_offers_and_answers() {
-    let mut offers = OperationalOffers::default();
-    offers.max_burst_length = 65536;
+    let offers = OperationalOffers {
+        max_burst_length: 65536,
+        ..Default::default()
+    };
     let mut n = Negotiator::new(Role::Initiator, offers);
     let sent = n.offer(&[
         "MaxBurstLength",
@@ -443,8 +449,10 @@ fn special_answers_fall_back() {
 
 #[test]
 fn error_invalid_answer() {
-    let mut offers = OperationalOffers::default();
-    offers.max_burst_length = 65536;
+    let offers = OperationalOffers {
+        max_burst_length: 65536,
+        ..Default::default()
+    };
     let mut n = Negotiator::new(Role::Initiator, offers);
     n.offer(&["MaxBurstLength", "HeaderDigest", "DefaultTime2Wait"]);
     // A min-function answer above our offer.
