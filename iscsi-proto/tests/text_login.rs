@@ -276,3 +276,34 @@ fn discovery_session_then_send_targets() {
     assert_eq!(found.len(), 2);
     assert_eq!(found[1].addresses[0].host, "::1");
 }
+
+#[test]
+fn parts_convert_to_and_from_pdus() {
+    use iscsi_proto::pdu;
+    use iscsi_proto::text::{LoginRequestHeader, LoginResponseHeader};
+    let mut i = InitiatorLogin::new(InitiatorConfig::normal(INITIATOR, TARGET, ISID));
+    let req = i.start();
+    let mut wire = pdu::LoginRequest {
+        itt: 9,
+        cid: 1,
+        ..Default::default()
+    };
+    req.apply_to(&mut wire);
+    assert_eq!(wire.itt, 9);
+    assert_eq!(&wire.data[..], &req.text[..]);
+    assert_eq!(LoginRequestHeader::from(&wire), req.header);
+    let mut t = TargetLogin::new(Arc::new(target_config()), 0x22);
+    let step = t.step(&LoginRequestHeader::from(&wire), &wire.data);
+    let mut out = pdu::LoginResponse {
+        stat_sn: 5,
+        ..Default::default()
+    };
+    step.response.apply_to(&mut out);
+    assert_eq!(out.tsih, 0x22);
+    assert_eq!(out.stat_sn, 5);
+    assert_eq!(LoginResponseHeader::from(&out), step.response.header);
+    assert!(matches!(
+        i.step(&LoginResponseHeader::from(&out), &out.data).unwrap(),
+        InitiatorStep::Complete(_)
+    ));
+}

@@ -113,10 +113,10 @@ pub enum LoginError {
     #[error(transparent)]
     Chap(#[from] ChapError),
     /// The peer answered with a non-success status (RFC 7143 section 11.13.5).
-    #[error("login rejected with status {status}")]
+    #[error("login rejected with status {status:?}")]
     Rejected { status: LoginStatus },
     /// The target redirected us (status class 1, RFC 7143 section 11.13.5).
-    #[error("login redirected with status {status} to {address:?}")]
+    #[error("login redirected with status {status:?} to {address:?}")]
     Redirected {
         status: LoginStatus,
         address: Option<String>,
@@ -125,10 +125,10 @@ pub enum LoginError {
     #[error("transit and continue bits both set (RFC 7143 section 11.12.2)")]
     TransitAndContinue,
     /// CSG/NSG combination that the stage rules forbid (RFC 7143 section 11.12.3).
-    #[error("stage transition {csg} -> {nsg} not allowed (RFC 7143 section 11.12.3)")]
+    #[error("stage transition {csg:?} -> {nsg:?} not allowed (RFC 7143 section 11.12.3)")]
     InvalidTransition { csg: Stage, nsg: Stage },
     /// A PDU for a stage other than the current one (RFC 7143 section 6.3).
-    #[error("login PDU for stage {got}, current stage is {expected} (RFC 7143 section 6.3)")]
+    #[error("login PDU for stage {got:?}, current stage is {expected:?} (RFC 7143 section 6.3)")]
     UnexpectedStage { expected: Stage, got: Stage },
     /// The target set T although the initiator did not ask (RFC 7143 section 11.13.1).
     #[error("target set the transit bit without being asked (RFC 7143 section 11.13.1)")]

@@ -15,8 +15,8 @@ use super::error::{ChapError, LoginError, TextError};
 use super::keys::is_security_key;
 use super::kv::{encode_text, find, KeyValue, TextAccumulator};
 use super::login::{
-    valid_transition, LoginRequest, LoginRequestHeader, LoginResponseHeader, Stage, ISCSI_VERSION,
-    MAX_LOGIN_ROUNDS,
+    is_redirect, is_success, valid_transition, LoginRequestHeader, LoginRequestParts,
+    LoginResponseHeader, Stage, ISCSI_VERSION, MAX_LOGIN_ROUNDS,
 };
 use super::negotiate::{
     NegotiationPhase, Negotiator, OperationalOffers, Role, SessionParams, SessionType,
@@ -98,7 +98,7 @@ pub struct LoginOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InitiatorStep {
     /// Send this request and feed the response to [`InitiatorLogin::step`].
-    Send(LoginRequest),
+    Send(LoginRequestParts),
     /// The connection is in the full feature phase.
     Complete(Box<LoginOutcome>),
 }
@@ -160,9 +160,9 @@ impl InitiatorLogin {
         }
     }
 
-    fn request(&mut self, transit_to: Option<Stage>, pairs: &[KeyValue]) -> LoginRequest {
+    fn request(&mut self, transit_to: Option<Stage>, pairs: &[KeyValue]) -> LoginRequestParts {
         self.asked = transit_to;
-        LoginRequest {
+        LoginRequestParts {
             header: LoginRequestHeader {
                 transit: transit_to.is_some(),
                 cont: false,
@@ -178,7 +178,7 @@ impl InitiatorLogin {
     }
 
     /// The first Login Request.
-    pub fn start(&mut self) -> LoginRequest {
+    pub fn start(&mut self) -> LoginRequestParts {
         let mut pairs = vec![KeyValue::new(
             "InitiatorName",
             self.config.initiator_name.clone(),
@@ -252,8 +252,8 @@ impl InitiatorLogin {
                 limit: MAX_LOGIN_ROUNDS,
             });
         }
-        if !resp.status.is_success() {
-            if resp.status.is_redirect() {
+        if !is_success(resp.status) {
+            if is_redirect(resp.status) {
                 let address = crate::text::kv::parse_text(data)
                     .ok()
                     .and_then(|p| find(&p, "TargetAddress").map(str::to_string));

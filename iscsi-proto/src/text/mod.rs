@@ -1,7 +1,7 @@
 //! RFC 7143 sections 6 (login and text negotiation), 11.10-11.13 (text and login PDUs' text),
 //! 12 (security: CHAP) and 13 (login/text keys).
 //!
-//! Pure text logic, independent of the PDU codec: Login and Text PDUs carry these texts as
+//! Pure text logic: Login and Text PDUs ([`crate::pdu`]) carry these texts as
 //! their data segments.
 //!
 //! * [`kv`]: parsing and encoding `key=value\0` lists, continued texts ([`TextAccumulator`]).
@@ -29,7 +29,8 @@ pub use initiator_login::{
 };
 pub use kv::{encode_text, parse_text, parse_text_repeatable, KeyValue, TextAccumulator};
 pub use login::{
-    LoginRequest, LoginRequestHeader, LoginResponse, LoginResponseHeader, LoginStatus, Stage,
+    LoginRequestHeader, LoginRequestParts, LoginResponseHeader, LoginResponseParts, LoginStatus,
+    Stage,
 };
 pub use negotiate::{
     DigestKind, NegotiationPhase, Negotiator, OperationalOffers, Role, SessionParams, SessionType,

@@ -14,8 +14,8 @@ use super::error::{ChapError, LoginError, TextError};
 use super::keys::{is_security_key, REJECT};
 use super::kv::{encode_text, find, KeyValue, TextAccumulator};
 use super::login::{
-    valid_transition, LoginRequestHeader, LoginResponse, LoginResponseHeader, LoginStatus, Stage,
-    ISCSI_VERSION, MAX_LOGIN_ROUNDS,
+    valid_transition, LoginRequestHeader, LoginResponseHeader, LoginResponseParts, LoginStatus,
+    Stage, ISCSI_VERSION, MAX_LOGIN_ROUNDS,
 };
 use super::negotiate::{
     NegotiationPhase, Negotiator, OperationalOffers, Role, SessionParams, SessionType,
@@ -74,7 +74,7 @@ pub enum TargetOutcome {
 /// One step's result: the response to send and what it means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetStep {
-    pub response: LoginResponse,
+    pub response: LoginResponseParts,
     pub outcome: TargetOutcome,
 }
 
@@ -163,7 +163,7 @@ impl TargetLogin {
             Err(e) => {
                 self.state = State::Failed;
                 TargetStep {
-                    response: LoginResponse {
+                    response: LoginResponseParts {
                         header: LoginResponseHeader {
                             transit: false,
                             cont: false,
@@ -261,7 +261,7 @@ impl TargetLogin {
         if req.cont {
             // More text follows in the next request (RFC 7143 section 11.12.2).
             return Ok(TargetStep {
-                response: LoginResponse {
+                response: LoginResponseParts {
                     header: self.response_header(req, false),
                     text: Vec::new(),
                 },
@@ -365,7 +365,7 @@ impl TargetLogin {
             TargetOutcome::Continue
         };
         Ok(TargetStep {
-            response: LoginResponse { header, text },
+            response: LoginResponseParts { header, text },
             outcome,
         })
     }
