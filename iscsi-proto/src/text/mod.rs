@@ -11,6 +11,35 @@
 //! * [`target_login`] / [`initiator_login`]: the two login state machines.
 //! * [`sendtargets`]: SendTargets discovery and TargetAddress values.
 //! * [`chap`]: CHAP (RFC 1994) algorithms, values and checks.
+//!
+//! A login, both ends in memory (a target feeds each Login Request's fields and data segment to
+//! [`TargetLogin::step`]; an initiator sends what [`InitiatorLogin`] produces):
+//!
+//! ```
+//! use iscsi_proto::text::*;
+//! use std::sync::Arc;
+//!
+//! let portal = TargetPortal::new("127.0.0.1", 3260, 1);
+//! let config = Arc::new(TargetConfig::new(vec![ExportedTarget::new("iqn.2026-01.org.pvd:d", vec![portal])]));
+//! let mut target = TargetLogin::new(config, 1 /* TSIH for the new session */);
+//! let mut initiator =
+//!     InitiatorLogin::new(InitiatorConfig::normal("iqn.2026-01.org.pvd:i", "iqn.2026-01.org.pvd:d", [0x80, 0, 0, 0, 0, 1]));
+//! let mut request = initiator.start();
+//! let outcome = loop {
+//!     let step = target.step(&request.header, &request.text);
+//!     match initiator.step(&step.response.header, &step.response.text).unwrap() {
+//!         InitiatorStep::Send(next) => request = next,
+//!         InitiatorStep::Complete(outcome) => break outcome,
+//!     }
+//! };
+//! assert_eq!(outcome.tsih, 1);
+//! assert_eq!(outcome.params, {
+//!     let mut p = target.params().clone();
+//!     // Each side records its own receive limit and the peer's as its send limit.
+//!     std::mem::swap(&mut p.max_recv_data_segment_length, &mut p.max_send_data_segment_length);
+//!     p
+//! });
+//! ```
 
 pub mod chap;
 pub mod error;
