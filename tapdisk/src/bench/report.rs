@@ -294,11 +294,17 @@ impl BenchReport {
                 f.r_squared
             ));
         }
+        // Rounded first so that float noise around zero prints as +0.0, not -0.0.
+        let tenth = |d: f64| (d * 10.0).round() / 10.0 + 0.0;
         for (m, d) in &s.constant_cost_delta_us {
-            out.push_str(&format!("  X_{} - X_physical = {:+.1} us\n", m, d));
+            out.push_str(&format!("  X_{} - X_physical = {:+.1} us\n", m, tenth(*d)));
         }
         for (m, d) in &s.latency_4k_delta_us {
-            out.push_str(&format!("  4K latency {} - physical = {:+.1} us\n", m, d));
+            out.push_str(&format!(
+                "  4K latency {} - physical = {:+.1} us\n",
+                m,
+                tenth(*d)
+            ));
         }
         out
     }
