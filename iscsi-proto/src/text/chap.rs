@@ -31,6 +31,16 @@ impl ChapAlgorithm {
         ChapAlgorithm::MD5,
     ];
 
+    /// What an initiator offers by default, strongest first: SHA3-256, SHA-1, MD5. SHA-256 (7)
+    /// is left out because tgtd 1.0.85 uses the number 7 for SHA-1 (checked against a live
+    /// tgtd: it accepts an SHA-1 response to CHAP_A=7 and refuses an SHA-256 one), so offering
+    /// it breaks CHAP with tgtd; tgtd picks MD5 from this list.
+    pub const INITIATOR_DEFAULT: [ChapAlgorithm; 3] = [
+        ChapAlgorithm::SHA3_256,
+        ChapAlgorithm::SHA1,
+        ChapAlgorithm::MD5,
+    ];
+
     /// Digest length in bytes, or None for an algorithm we do not implement.
     pub fn digest_len(self) -> Option<usize> {
         match self {

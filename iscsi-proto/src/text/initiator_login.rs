@@ -31,7 +31,8 @@ pub struct InitiatorChapConfig {
     /// For mutual CHAP: the secret the target must prove (and, if set, the CHAP_N it must
     /// use). With this set, the login fails unless the target authenticates itself.
     pub mutual: Option<MutualChap>,
-    /// Algorithms offered in CHAP_A, in preference order.
+    /// Algorithms offered in CHAP_A, in preference order; empty means
+    /// [`ChapAlgorithm::INITIATOR_DEFAULT`].
     pub algorithms: Vec<ChapAlgorithm>,
 }
 
@@ -409,11 +410,7 @@ impl InitiatorLogin {
                     }
                     ("None", _) => self.auth = Auth::Done,
                     ("CHAP", Some(c)) => {
-                        let algorithms = if c.algorithms.is_empty() {
-                            vec![ChapAlgorithm::MD5]
-                        } else {
-                            c.algorithms.clone()
-                        };
+                        let algorithms = offered_algorithms(c);
                         out.push(KeyValue::new("CHAP_A", format_algorithm_list(&algorithms)));
                         self.auth = Auth::AlgorithmSent;
                     }
@@ -434,11 +431,7 @@ impl InitiatorLogin {
                 let algorithm = super::keys::parse_number(a)
                     .and_then(|n| u8::try_from(n).ok())
                     .map(ChapAlgorithm)
-                    .filter(|alg| {
-                        alg.is_supported()
-                            && (c.algorithms.contains(alg)
-                                || (c.algorithms.is_empty() && *alg == ChapAlgorithm::MD5))
-                    })
+                    .filter(|alg| alg.is_supported() && offered_algorithms(c).contains(alg))
                     .ok_or_else(|| ChapError::UnofferedAlgorithm {
                         value: a.to_string(),
                     })?;
@@ -512,5 +505,14 @@ impl InitiatorLogin {
             }
         }
         Ok(out)
+    }
+}
+
+/// The CHAP_A list an initiator offers.
+fn offered_algorithms(c: &InitiatorChapConfig) -> Vec<ChapAlgorithm> {
+    if c.algorithms.is_empty() {
+        ChapAlgorithm::INITIATOR_DEFAULT.to_vec()
+    } else {
+        c.algorithms.clone()
     }
 }
