@@ -572,8 +572,9 @@ fn check_decoder_on(bytes: &[u8], limits: Limits, d: DigestConfig) -> Result<(),
         prop_assert!(buf.len() + n <= max_frame.max(BHS_LEN));
         match dec.decode(&mut buf) {
             Ok(Some(p)) => {
-                // Whatever decoded must encode again without panicking.
-                let _ = p.to_bytes(d);
+                // Whatever decoded encodes again, and decodes to itself.
+                let again = Pdu::decode(p.to_bytes(d), d);
+                prop_assert_eq!(again, Ok(p));
             }
             Ok(None) => {
                 prop_assert!(buf.capacity() <= max_frame.max(bytes.len()).max(64));
