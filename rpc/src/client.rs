@@ -122,7 +122,10 @@ struct Inner {
     config: RpcClientConfig,
     cred: OpaqueAuth,
     next_xid: AtomicU32,
-    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// The current connection (read on every call, so a plain mutex held briefly).
+    conn: Mutex<Option<Arc<Conn>>>,
+    /// Held while connecting, so concurrent callers open one connection, not many.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 /// A pipelining ONC RPC client for one program version on one server. Cheap to clone; clones
@@ -178,7 +181,8 @@ impl RpcClient {
                 cred: config.auth.credential(),
                 config,
                 next_xid: AtomicU32::new(rand::random()),
-                conn: tokio::sync::Mutex::new(None),
+                conn: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
             }),
         };
         client.connection().await?;
@@ -302,25 +306,34 @@ impl RpcClient {
 
     /// Drops the current connection (the next call reconnects).
     pub async fn disconnect(&self) {
-        *self.inner.conn.lock().await = None;
+        self.current().take();
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<Arc<Conn>>> {
+        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn alive_connection(&self) -> Option<Arc<Conn>> {
+        self.current().as_ref().filter(|c| c.is_alive()).cloned()
     }
 
     async fn invalidate(&self, conn: &Arc<Conn>) {
-        let mut cur = self.inner.conn.lock().await;
+        let mut cur = self.current();
         if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
             *cur = None;
         }
     }
 
     async fn connection(&self) -> Result<Arc<Conn>, RpcError> {
-        let mut cur = self.inner.conn.lock().await;
-        if let Some(c) = cur.as_ref() {
-            if c.is_alive() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.alive_connection() {
+            return Ok(c);
+        }
+        let _connecting = self.inner.connecting.lock().await;
+        if let Some(c) = self.alive_connection() {
+            return Ok(c);
         }
         let conn = Arc::new(self.open().await?);
-        *cur = Some(conn.clone());
+        *self.current() = Some(conn.clone());
         Ok(conn)
     }
 

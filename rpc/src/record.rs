@@ -136,6 +136,11 @@ impl<R: AsyncRead + Unpin> RecordReader<R> {
         }
     }
 
+    /// The next record if it is already complete in the buffer (no I/O).
+    pub fn try_read_buffered(&mut self) -> Result<Option<Bytes>, RecordError> {
+        self.decoder.decode(&mut self.buf)
+    }
+
     /// The next record, or `None` at a clean end of stream (between records).
     pub async fn read_record(&mut self) -> Result<Option<Bytes>, RecordError> {
         loop {

@@ -13,7 +13,9 @@
 //! Retransmissions are answered from the [duplicate-request cache](crate::drc).
 
 use crate::auth::{AuthFlavor, AuthSysParams, OpaqueAuth};
-use crate::drc::{ClientIdentity, DrcKey, DrcLookup, DuplicateRequestCache, DEFAULT_DRC_CAPACITY};
+use crate::drc::{
+    ClientIdentity, DrcKey, DrcLookup, DrcTicket, DuplicateRequestCache, DEFAULT_DRC_CAPACITY,
+};
 use crate::message::{
     encode_reply, parse_message, AcceptStat, AcceptedStatus, AuthStat, CallHeader, RejectedReply,
     ReplyBody, RpcMessage, RPC_VERSION,
@@ -28,7 +30,7 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, trace, warn, Instrument};
 
 /// What a handler returns: the encoded results (SUCCESS), or an `accept_stat` to send instead
@@ -265,8 +267,8 @@ impl RpcServer {
         });
         let mut reader = RecordReader::new(rd, cfg.max_record);
         let slots = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
-        loop {
-            let record = match reader.read_record().await {
+        'conn: loop {
+            let first = match reader.read_record().await {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
@@ -274,17 +276,39 @@ impl RpcServer {
                     break;
                 }
             };
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let me = self.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                if let Some(reply) = me.handle_record(record, peer).await {
-                    let _ = tx.send(reply).await;
+            // Handle every record already buffered before waiting on the socket again, so
+            // pipelined calls that need no handler are answered in one batch.
+            let mut next = Some(first);
+            while let Some(record) = next.take() {
+                match self.prepare(record, peer) {
+                    Prepared::Done(Some(reply)) => {
+                        if tx.send(reply).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    Prepared::Done(None) => {}
+                    Prepared::Run(job) => {
+                        let Ok(permit) = slots.clone().acquire_owned().await else {
+                            break 'conn;
+                        };
+                        let me = self.clone();
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            if let Some(reply) = me.run(job).await {
+                                let _ = tx.send(reply).await;
+                            }
+                            drop(permit);
+                        });
+                    }
                 }
-                drop(permit);
-            });
+                match reader.try_read_buffered() {
+                    Ok(r) => next = r,
+                    Err(e) => {
+                        debug!(%peer, error = %e, "closing RPC connection");
+                        break 'conn;
+                    }
+                }
+            }
         }
         drop(tx);
         let _ = writer.await;
@@ -319,28 +343,37 @@ impl RpcServer {
     /// Runs one call record; returns the reply message, or `None` when nothing is to be sent
     /// (not a call, or a header too broken to answer).
     pub async fn handle_record(&self, record: Bytes, peer: SocketAddr) -> Option<Bytes> {
+        match self.prepare(record, peer) {
+            Prepared::Done(reply) => reply,
+            Prepared::Run(job) => self.run(job).await,
+        }
+    }
+
+    /// Everything about a call that needs no waiting: header checks, routing, and the
+    /// duplicate-request cache's verdict.
+    fn prepare(&self, record: Bytes, peer: SocketAddr) -> Prepared {
         let (msg, args) = match parse_message(&record) {
             Ok(m) => m,
             Err(e) => {
                 debug!(%peer, error = %e, "dropping malformed RPC message");
-                return None;
+                return Prepared::Done(None);
             }
         };
         let RpcMessage::Call(h) = msg else {
             debug!(%peer, "dropping a REPLY sent to the server");
-            return None;
+            return Prepared::Done(None);
         };
         let xid = h.xid;
         trace!(xid, prog = h.prog, vers = h.vers, proc_ = h.proc_, "call");
         if h.rpcvers != RPC_VERSION {
-            return Some(encode_reply(
+            return Prepared::Done(Some(encode_reply(
                 xid,
                 &ReplyBody::Denied(RejectedReply::RpcMismatch {
                     low: RPC_VERSION,
                     high: RPC_VERSION,
                 }),
                 &[],
-            ));
+            )));
         }
         let auth_ok = match h.cred.flavor {
             AuthFlavor::AUTH_NONE => true,
@@ -353,15 +386,15 @@ impl RpcServer {
             } else {
                 AuthStat::AUTH_REJECTEDCRED
             };
-            return Some(encode_reply(
+            return Prepared::Done(Some(encode_reply(
                 xid,
                 &ReplyBody::Denied(RejectedReply::AuthError(stat)),
                 &[],
-            ));
+            )));
         }
         let handler = match self.route(&h) {
-            Route::Null => return Some(success(xid, &[])),
-            Route::Status(status) => return Some(accepted(xid, status)),
+            Route::Null => return Prepared::Done(Some(success(xid, &[]))),
+            Route::Status(status) => return Prepared::Done(Some(accepted(xid, status))),
             Route::Handler(handler) => handler,
         };
         let key = DrcKey {
@@ -371,45 +404,77 @@ impl RpcServer {
             vers: h.vers,
             proc_: h.proc_,
         };
-        let ticket = match self.shared.drc.lookup(key, &args) {
+        let verdict = match self.shared.drc.lookup(key, &args) {
             DrcLookup::Replay(reply) => {
                 debug!(
                     xid,
                     "retransmission answered from the duplicate-request cache"
                 );
-                return Some(reply);
+                return Prepared::Done(Some(reply));
             }
-            DrcLookup::InProgress(mut rx) => {
+            DrcLookup::InProgress(rx) => {
                 debug!(xid, "retransmission of a running call waits for its reply");
-                let got = rx.wait_for(|v| v.is_some()).await.ok()?.clone();
-                return got;
+                JobKind::Wait(rx)
             }
-            DrcLookup::Execute(ticket) => ticket,
-        };
-        let call = RpcCall {
-            xid,
-            prog: h.prog,
-            vers: h.vers,
-            proc_: h.proc_,
-            cred: h.cred,
-            verf: h.verf,
-            args,
-            peer,
-        };
-        let reply = match handler.call(call).await {
-            Ok(results) => success(xid, &results),
-            Err(AcceptStat::SUCCESS) => {
-                warn!(
+            DrcLookup::Execute(ticket) => JobKind::Execute(
+                handler,
+                ticket,
+                RpcCall {
                     xid,
-                    "handler returned SUCCESS as an error; sending SYSTEM_ERR"
-                );
-                accepted(xid, AcceptedStatus::SystemErr)
-            }
-            Err(stat) => accepted(xid, AcceptedStatus::from_stat(stat)),
+                    prog: h.prog,
+                    vers: h.vers,
+                    proc_: h.proc_,
+                    cred: h.cred,
+                    verf: h.verf,
+                    args,
+                    peer,
+                },
+            ),
         };
-        ticket.complete(reply.clone());
-        Some(reply)
+        Prepared::Run(Job { xid, kind: verdict })
     }
+
+    /// The waiting part of a call: run the handler (and record its reply), or wait for the
+    /// reply of the running original.
+    async fn run(&self, job: Job) -> Option<Bytes> {
+        let xid = job.xid;
+        match job.kind {
+            JobKind::Wait(mut rx) => rx.wait_for(|v| v.is_some()).await.ok()?.clone(),
+            JobKind::Execute(handler, ticket, call) => {
+                let reply = match handler.call(call).await {
+                    Ok(results) => success(xid, &results),
+                    Err(AcceptStat::SUCCESS) => {
+                        warn!(
+                            xid,
+                            "handler returned SUCCESS as an error; sending SYSTEM_ERR"
+                        );
+                        accepted(xid, AcceptedStatus::SystemErr)
+                    }
+                    Err(stat) => accepted(xid, AcceptedStatus::from_stat(stat)),
+                };
+                ticket.complete(reply.clone());
+                Some(reply)
+            }
+        }
+    }
+}
+
+/// A call after [`RpcServer::prepare`].
+enum Prepared {
+    /// Answered (or dropped) without waiting.
+    Done(Option<Bytes>),
+    /// Needs a handler run or a wait.
+    Run(Job),
+}
+
+struct Job {
+    xid: u32,
+    kind: JobKind,
+}
+
+enum JobKind {
+    Execute(Arc<dyn RpcHandler>, DrcTicket, RpcCall),
+    Wait(watch::Receiver<Option<Bytes>>),
 }
 
 fn success(xid: u32, results: &[u8]) -> Bytes {
