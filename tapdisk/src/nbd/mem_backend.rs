@@ -88,11 +88,12 @@ impl BlockBackend for MemBackend {
 
     async fn read(&self, offset: u64, len: u32) -> BackendResult<Bytes> {
         self.check(offset, len as u64)?;
-        let mut out = BytesMut::zeroed(len as usize);
-        MemBackend::pieces(offset, len as usize, |idx, within, at, n| {
+        let mut out = BytesMut::with_capacity(len as usize);
+        MemBackend::pieces(offset, len as usize, |idx, within, _, n| {
             let chunk = self.chunks[idx].read().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = chunk.as_ref() {
-                out[at..at + n].copy_from_slice(&c[within..within + n]);
+            match chunk.as_ref() {
+                Some(c) => out.extend_from_slice(&c[within..within + n]),
+                None => out.resize(out.len() + n, 0),
             }
         });
         Ok(out.freeze())

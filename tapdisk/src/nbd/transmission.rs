@@ -277,6 +277,20 @@ impl<B: BlockBackend> Connection<B> {
     }
 }
 
+impl Operation {
+    /// Name, offset and length for logs (never the payload).
+    fn describe(&self) -> (&'static str, u64, u64) {
+        match self {
+            Operation::Read { offset, len } => ("read", *offset, *len as u64),
+            Operation::Write { offset, data, .. } => ("write", *offset, data.len() as u64),
+            Operation::Flush => ("flush", 0, 0),
+            Operation::Trim { offset, len, .. } => ("trim", *offset, *len as u64),
+            Operation::WriteZeroes { offset, len, .. } => ("write_zeroes", *offset, *len as u64),
+            Operation::Nothing => ("nothing", 0, 0),
+        }
+    }
+}
+
 fn operation(h: &RequestHeader, payload: Option<Bytes>) -> Operation {
     let fua = h.flags.contains(CommandFlags::FUA);
     if h.length == 0 && h.command != CommandType::FLUSH {
@@ -309,7 +323,7 @@ fn operation(h: &RequestHeader, payload: Option<Bytes>) -> Operation {
 }
 
 async fn execute<B: BlockBackend>(b: &B, op: Operation, max: u32) -> Result<Option<Bytes>, Errno> {
-    let describe = format!("{op:?}");
+    let (what, at, bytes) = op.describe();
     let r = match op {
         Operation::Read { offset, len } => match b.read(offset, len).await {
             Ok(d) if d.len() == len as usize => Ok(Some(d)),
@@ -355,7 +369,7 @@ async fn execute<B: BlockBackend>(b: &B, op: Operation, max: u32) -> Result<Opti
         Operation::Nothing => Ok(None),
     };
     r.map_err(|e| {
-        tracing::warn!(op = %describe, error = %e, "NBD request failed in the backend");
+        tracing::warn!(op = what, offset = at, len = bytes, error = %e, "NBD request failed in the backend");
         e.errno()
     })
 }
