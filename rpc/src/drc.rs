@@ -15,19 +15,22 @@
 //! bytes; a call that matches the key but not the arguments is a new call that reuses an xid
 //! (e.g. a restarted client) and is executed, replacing the entry.
 //!
-//! **Bound.** At most `capacity` entries; the oldest finished entries are evicted first.
+//! **Bound.** At most `capacity` entries and `max_bytes` bytes of recorded replies; the oldest
+//! finished entries are evicted first (running calls are never evicted).
 
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::auth::{AuthFlavor, OpaqueAuth};
 
 /// Default number of calls remembered.
 pub const DEFAULT_DRC_CAPACITY: usize = 4096;
+/// Default bound on the bytes of replies remembered (large replies push old entries out).
+pub const DEFAULT_DRC_MAX_BYTES: usize = 64 << 20;
 /// Bytes of arguments hashed into the entry's checksum.
 const ARG_HASH_PREFIX: usize = 256;
 
@@ -85,13 +88,27 @@ pub enum DrcLookup {
 /// Obligation to report the reply of a call that the cache let run.
 pub struct DrcTicket {
     tx: Option<watch::Sender<Option<Bytes>>>,
+    core: Option<(Arc<Core>, DrcKey)>,
 }
 
 impl DrcTicket {
     /// Records `reply` (the whole reply message) for retransmissions and wakes their waiters.
     pub fn complete(mut self, reply: Bytes) {
-        if let Some(tx) = self.tx.take() {
-            tx.send_replace(Some(reply));
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        let len = reply.len();
+        tx.send_replace(Some(reply));
+        if let Some((core, key)) = self.core.take() {
+            let mut inner = core.lock();
+            let mine = tx.subscribe();
+            if let Some(e) = inner.map.get_mut(&key) {
+                if e.state.same_channel(&mine) {
+                    e.bytes = len;
+                    inner.bytes += len;
+                }
+            }
+            core.evict(&mut inner);
         }
     }
 }
@@ -99,18 +116,55 @@ impl DrcTicket {
 struct Entry {
     args_len: usize,
     args_hash: u64,
+    /// Size of the recorded reply (0 while running).
+    bytes: usize,
     state: watch::Receiver<Option<Bytes>>,
+}
+
+impl Entry {
+    fn running(&self) -> bool {
+        self.state.borrow().is_none() && self.state.has_changed().is_ok()
+    }
 }
 
 struct Inner {
     map: HashMap<DrcKey, Entry>,
     order: VecDeque<DrcKey>,
+    /// Bytes of recorded replies.
+    bytes: usize,
+}
+
+struct Core {
+    capacity: usize,
+    max_bytes: usize,
+    inner: Mutex<Inner>,
+}
+
+impl Core {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the oldest finished entries while over the entry or byte bound.
+    fn evict(&self, inner: &mut Inner) {
+        let mut budget = inner.order.len();
+        while (inner.map.len() > self.capacity || inner.bytes > self.max_bytes) && budget > 0 {
+            budget -= 1;
+            let Some(key) = inner.order.pop_front() else {
+                break;
+            };
+            if inner.map.get(&key).is_some_and(Entry::running) {
+                inner.order.push_back(key);
+            } else if let Some(e) = inner.map.remove(&key) {
+                inner.bytes -= e.bytes;
+            }
+        }
+    }
 }
 
 /// A bounded duplicate-request cache shared by all connections of a server.
 pub struct DuplicateRequestCache {
-    capacity: usize,
-    inner: Mutex<Inner>,
+    core: Arc<Core>,
 }
 
 fn args_hash(args: &[u8]) -> u64 {
@@ -120,20 +174,30 @@ fn args_hash(args: &[u8]) -> u64 {
 }
 
 impl DuplicateRequestCache {
-    /// A cache of at most `capacity` calls (0 disables it: every call executes).
+    /// A cache of at most `capacity` calls (0 disables it: every call executes) holding at most
+    /// [`DEFAULT_DRC_MAX_BYTES`] of replies.
     pub fn new(capacity: usize) -> Self {
+        Self::with_limits(capacity, DEFAULT_DRC_MAX_BYTES)
+    }
+
+    /// A cache of at most `capacity` calls and `max_bytes` bytes of recorded replies.
+    pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
         DuplicateRequestCache {
-            capacity,
-            inner: Mutex::new(Inner {
-                map: HashMap::new(),
-                order: VecDeque::new(),
+            core: Arc::new(Core {
+                capacity,
+                max_bytes,
+                inner: Mutex::new(Inner {
+                    map: HashMap::new(),
+                    order: VecDeque::new(),
+                    bytes: 0,
+                }),
             }),
         }
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
+        self.core.lock().map.len()
     }
 
     /// True when no call is remembered.
@@ -141,75 +205,53 @@ impl DuplicateRequestCache {
         self.len() == 0
     }
 
+    /// Bytes of recorded replies held.
+    pub fn bytes(&self) -> usize {
+        self.core.lock().bytes
+    }
+
     /// Looks `key` up; a new call is entered as running.
     pub fn lookup(&self, key: DrcKey, args: &[u8]) -> DrcLookup {
-        if self.capacity == 0 {
-            return DrcLookup::Execute(DrcTicket { tx: None });
+        if self.core.capacity == 0 {
+            return DrcLookup::Execute(DrcTicket {
+                tx: None,
+                core: None,
+            });
         }
         let hash = args_hash(args);
-        let mut inner = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut inner = self.core.lock();
         if let Some(e) = inner.map.get(&key) {
             if e.args_len == args.len() && e.args_hash == hash {
-                let cur = e.state.borrow().clone();
-                return match cur {
-                    Some(reply) => DrcLookup::Replay(reply),
-                    None if e.state.has_changed().is_err() => {
-                        // The running call was abandoned (its task ended without a reply):
-                        // run the retransmission.
-                        let (tx, rx) = watch::channel(None);
-                        inner.map.insert(
-                            key,
-                            Entry {
-                                args_len: args.len(),
-                                args_hash: hash,
-                                state: rx,
-                            },
-                        );
-                        DrcLookup::Execute(DrcTicket { tx: Some(tx) })
-                    }
-                    None => DrcLookup::InProgress(e.state.clone()),
-                };
+                let recorded = e.state.borrow().clone();
+                if let Some(reply) = recorded {
+                    return DrcLookup::Replay(reply);
+                }
+                if e.running() {
+                    return DrcLookup::InProgress(e.state.clone());
+                }
+                // The running call was abandoned (its task ended without a reply): run the
+                // retransmission.
             }
         }
         let (tx, rx) = watch::channel(None);
-        let fresh = inner
-            .map
-            .insert(
-                key.clone(),
-                Entry {
-                    args_len: args.len(),
-                    args_hash: hash,
-                    state: rx,
-                },
-            )
-            .is_none();
-        if fresh {
-            inner.order.push_back(key);
+        let old = inner.map.insert(
+            key.clone(),
+            Entry {
+                args_len: args.len(),
+                args_hash: hash,
+                bytes: 0,
+                state: rx,
+            },
+        );
+        match old {
+            Some(old) => inner.bytes -= old.bytes,
+            None => inner.order.push_back(key.clone()),
         }
-        self.evict(&mut inner);
-        DrcLookup::Execute(DrcTicket { tx: Some(tx) })
-    }
-
-    fn evict(&self, inner: &mut Inner) {
-        let mut budget = inner.order.len();
-        while inner.map.len() > self.capacity && budget > 0 {
-            budget -= 1;
-            let Some(key) = inner.order.pop_front() else {
-                break;
-            };
-            let running = inner
-                .map
-                .get(&key)
-                .is_some_and(|e| e.state.borrow().is_none() && e.state.has_changed().is_ok());
-            if running {
-                inner.order.push_back(key);
-            } else {
-                inner.map.remove(&key);
-            }
-        }
+        self.core.evict(&mut inner);
+        DrcLookup::Execute(DrcTicket {
+            tx: Some(tx),
+            core: Some((self.core.clone(), key)),
+        })
     }
 }
 
@@ -247,5 +289,18 @@ mod tests {
             }
         }
         assert!(drc.len() <= 2);
+    }
+
+    #[test]
+    fn byte_bound_evicts_old_replies() {
+        let drc = DuplicateRequestCache::with_limits(100, 1000);
+        for x in 0..10 {
+            if let DrcLookup::Execute(t) = drc.lookup(key(x), b"") {
+                t.complete(Bytes::from(vec![0u8; 300]));
+            }
+        }
+        assert!(drc.bytes() <= 1000, "{} bytes held", drc.bytes());
+        assert_eq!(drc.len(), 3);
+        assert!(matches!(drc.lookup(key(9), b""), DrcLookup::Replay(_)));
     }
 }

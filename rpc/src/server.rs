@@ -15,6 +15,7 @@
 use crate::auth::{AuthFlavor, AuthSysParams, OpaqueAuth};
 use crate::drc::{
     ClientIdentity, DrcKey, DrcLookup, DrcTicket, DuplicateRequestCache, DEFAULT_DRC_CAPACITY,
+    DEFAULT_DRC_MAX_BYTES,
 };
 use crate::message::{
     encode_reply, parse_message, AcceptStat, AcceptedStatus, AuthStat, CallHeader, RejectedReply,
@@ -103,6 +104,8 @@ pub struct RpcServerConfig {
     pub max_in_flight: usize,
     /// Calls remembered by the duplicate-request cache (0 disables it).
     pub drc_capacity: usize,
+    /// Bytes of replies the duplicate-request cache may hold.
+    pub drc_max_bytes: usize,
 }
 
 impl Default for RpcServerConfig {
@@ -112,6 +115,7 @@ impl Default for RpcServerConfig {
             fragment_size: DEFAULT_FRAGMENT_SIZE,
             max_in_flight: 128,
             drc_capacity: DEFAULT_DRC_CAPACITY,
+            drc_max_bytes: DEFAULT_DRC_MAX_BYTES,
         }
     }
 }
@@ -159,7 +163,7 @@ impl RpcServer {
     pub fn with_config(config: RpcServerConfig) -> Self {
         RpcServer {
             shared: Arc::new(Shared {
-                drc: DuplicateRequestCache::new(config.drc_capacity),
+                drc: DuplicateRequestCache::with_limits(config.drc_capacity, config.drc_max_bytes),
                 config,
                 programs: RwLock::new(HashMap::new()),
             }),
@@ -416,7 +420,7 @@ impl RpcServer {
                 debug!(xid, "retransmission of a running call waits for its reply");
                 JobKind::Wait(rx)
             }
-            DrcLookup::Execute(ticket) => JobKind::Execute(
+            DrcLookup::Execute(ticket) => JobKind::Execute(Box::new((
                 handler,
                 ticket,
                 RpcCall {
@@ -429,7 +433,7 @@ impl RpcServer {
                     args,
                     peer,
                 },
-            ),
+            ))),
         };
         Prepared::Run(Job { xid, kind: verdict })
     }
@@ -440,7 +444,8 @@ impl RpcServer {
         let xid = job.xid;
         match job.kind {
             JobKind::Wait(mut rx) => rx.wait_for(|v| v.is_some()).await.ok()?.clone(),
-            JobKind::Execute(handler, ticket, call) => {
+            JobKind::Execute(work) => {
+                let (handler, ticket, call) = *work;
                 let reply = match handler.call(call).await {
                     Ok(results) => success(xid, &results),
                     Err(AcceptStat::SUCCESS) => {
@@ -473,7 +478,7 @@ struct Job {
 }
 
 enum JobKind {
-    Execute(Arc<dyn RpcHandler>, DrcTicket, RpcCall),
+    Execute(Box<(Arc<dyn RpcHandler>, DrcTicket, RpcCall)>),
     Wait(watch::Receiver<Option<Bytes>>),
 }
 
