@@ -17,6 +17,8 @@ enum Command {
     Master(pvd_mapping::cli::MasterCommand),
     /// Create, show, delete or recover a virtual disk's mapping file.
     Vdisk(pvd_mapping::cli::VdiskCommand),
+    /// Serve files or block devices as SCSI disks over iSCSI.
+    Target(iscsi_target::cli::TargetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +33,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Master(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
         Command::Vdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
+        Command::Target(a) => iscsi_target::cli::run(a),
     }
 }

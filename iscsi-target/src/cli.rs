@@ -1,0 +1,170 @@
+//! `pvd target`: the command line of the iSCSI target.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::{ChapSpec, LunSpec, ServerConfig, TargetSpec};
+use crate::config::{DEFAULT_CMD_WINDOW, DEFAULT_NOP_INTERVAL_SECS, DEFAULT_NOP_TIMEOUT_SECS};
+use crate::server::Target;
+
+/// Serve files or block devices as SCSI disks over iSCSI (RFC 7143).
+///
+/// LUNs are numbered from 0 in the order of --lun; each LUN's capacity is the size of its file
+/// or block device. SIGTERM (or Ctrl-C) lets in-flight commands finish, flushes every LUN and
+/// exits 0.
+///
+/// With --config FILE the whole setup comes from a JSON file instead (several targets, per-LUN
+/// options):
+///
+///   {"listen": "0.0.0.0:3260", "advertise": "10.0.0.5:3260",
+///    "targets": [{"iqn": "iqn.2026-11.io.pvd:disk0", "alias": "disk0",
+///                 "allow_initiators": ["iqn.2026-11.io.pvd:vm1"],
+///                 "chap": {"user": "u", "secret": "s3cret-s3cret"},
+///                 "chap_mutual": {"user": "tgt", "secret": "an0ther-s3cret"},
+///                 "luns": [{"path": "/srv/d0.img", "block_size": 512, "read_only": false,
+///                           "emulate_disk": "latency_us=4000,mbps=120", "serial": "D0"}]}],
+///    "cmd_window": 128, "nop_interval_secs": 10, "nop_timeout_secs": 30}
+///
+/// Only "listen", "targets[].iqn" and "luns[].path" are required. Command-line options other
+/// than --register/--advertise are ignored with --config.
+#[derive(Args, Debug, Clone)]
+#[command(verbatim_doc_comment)]
+pub struct TargetArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:3260")]
+    pub listen: SocketAddr,
+    /// Target name (iSCSI qualified name) initiators log in to.
+    #[arg(long, default_value = "iqn.2026-11.io.pvd:disk0")]
+    pub iqn: String,
+    /// Backing store of the next LUN (regular file or block device); repeat for more LUNs.
+    #[arg(long = "lun", value_name = "PATH")]
+    pub luns: Vec<PathBuf>,
+    /// Logical block size of every LUN: 512 or 4096.
+    #[arg(long, default_value_t = 512, value_parser = parse_block_size)]
+    pub block_size: u32,
+    /// Refuse writes (WRITE PROTECTED).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Require CHAP from initiators with this user name and secret.
+    #[arg(long, value_name = "USER:SECRET")]
+    pub chap: Option<ChapSpec>,
+    /// Credentials the target proves itself with when an initiator asks for mutual CHAP.
+    #[arg(long, value_name = "USER:SECRET")]
+    pub chap_mutual: Option<ChapSpec>,
+    /// Only these initiator names may log in (repeatable; default: everyone).
+    #[arg(long = "allow-initiator", value_name = "IQN")]
+    pub allow_initiators: Vec<String>,
+    /// Model a spinning disk: fixed latency per command plus transfer time at B MB/s.
+    #[arg(long, value_name = "latency_us=L,mbps=B")]
+    pub emulate_disk: Option<String>,
+    /// JSON configuration file (schema above); replaces the options describing targets.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Register every LUN with the pvd master at this address (retrying until it answers).
+    #[arg(long, value_name = "MASTER_ADDR")]
+    pub register: Option<String>,
+    /// Portal (HOST:PORT) announced to the master and in SendTargets (default: the listen
+    /// address, or this host's address towards the master when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Commands one session may have outstanding (CmdSN window).
+    #[arg(long, default_value_t = DEFAULT_CMD_WINDOW)]
+    pub cmd_window: u32,
+    /// Seconds of initiator silence before a NOP-In ping (0: never).
+    #[arg(long, default_value_t = DEFAULT_NOP_INTERVAL_SECS)]
+    pub nop_interval: u64,
+}
+
+impl TargetArgs {
+    /// The server configuration these options describe.
+    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => {
+                anyhow::ensure!(
+                    !self.luns.is_empty(),
+                    "give at least one --lun PATH (or --config FILE)"
+                );
+                let luns = self
+                    .luns
+                    .iter()
+                    .map(|p| LunSpec {
+                        path: p.clone(),
+                        block_size: self.block_size,
+                        read_only: self.read_only,
+                        emulate_disk: self.emulate_disk.clone(),
+                        serial: None,
+                    })
+                    .collect();
+                ServerConfig {
+                    listen: self.listen,
+                    advertise: None,
+                    targets: vec![TargetSpec {
+                        iqn: self.iqn.clone(),
+                        alias: None,
+                        luns,
+                        allow_initiators: self.allow_initiators.clone(),
+                        chap: self.chap.clone(),
+                        chap_mutual: self.chap_mutual.clone(),
+                    }],
+                    cmd_window: self.cmd_window,
+                    nop_interval_secs: self.nop_interval,
+                    nop_timeout_secs: DEFAULT_NOP_TIMEOUT_SECS,
+                }
+            }
+        };
+        if self.advertise.is_some() {
+            cfg.advertise = self.advertise.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Runs `pvd target` until SIGTERM/SIGINT (builds its own tokio runtime).
+pub fn run(args: TargetArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(run_async(args))
+}
+
+/// [`run`] on the caller's runtime.
+pub async fn run_async(args: TargetArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let cfg = args.server_config()?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let handle = Target::bind(cfg.clone()).await?;
+    let local = handle.local_addr();
+    eprintln!(
+        "pvd target: serving {} LUN(s) on {local}",
+        cfg.targets.iter().map(|t| t.luns.len()).sum::<usize>()
+    );
+    let registration = args
+        .register
+        .clone()
+        .map(|master| tokio::spawn(crate::register::register(master, cfg.clone(), local)));
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+    if let Some(r) = registration {
+        r.abort();
+    }
+    handle.shutdown().await;
+    Ok(())
+}
+
+fn parse_block_size(s: &str) -> Result<u32, String> {
+    match s {
+        "512" => Ok(512),
+        "4096" => Ok(4096),
+        _ => Err(format!("block size {s} is not 512 or 4096")),
+    }
+}

@@ -1,0 +1,266 @@
+//! The configuration of a running target: where it listens, which targets (IQNs) it exports,
+//! their logical units and their access rules (RFC 7143 sections 4.2.7 names, 12 CHAP).
+//!
+//! The same structure is the JSON schema of `pvd target --config FILE`:
+//!
+//! ```json
+//! {
+//!   "listen": "0.0.0.0:3260",
+//!   "advertise": "10.0.0.5:3260",
+//!   "targets": [
+//!     {
+//!       "iqn": "iqn.2026-11.io.pvd:disk0",
+//!       "alias": "disk0",
+//!       "allow_initiators": ["iqn.2026-11.io.pvd:client"],
+//!       "chap": {"user": "u", "secret": "0123456789ab"},
+//!       "chap_mutual": {"user": "target", "secret": "ba9876543210"},
+//!       "luns": [
+//!         {"path": "/srv/disk0.img", "block_size": 512, "read_only": false,
+//!          "emulate_disk": "latency_us=4000,mbps=120"}
+//!       ]
+//!     }
+//!   ],
+//!   "cmd_window": 128,
+//!   "nop_interval_secs": 10,
+//!   "nop_timeout_secs": 30
+//! }
+//! ```
+//!
+//! Every field but `listen`, `targets[].iqn` and `luns[].path` is optional.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::lu::{DiskEmulation, LuConfig};
+
+/// Most commands a session may have outstanding (MaxCmdSN - ExpCmdSN + 1 when idle).
+pub const DEFAULT_CMD_WINDOW: u32 = 128;
+/// Upper bound for [`ServerConfig::cmd_window`].
+pub const MAX_CMD_WINDOW: u32 = 4096;
+/// Seconds of silence from an initiator before the target pings it with a NOP-In.
+pub const DEFAULT_NOP_INTERVAL_SECS: u64 = 10;
+/// Seconds a pinged initiator has to answer before its connection is dropped.
+pub const DEFAULT_NOP_TIMEOUT_SECS: u64 = 30;
+
+/// A whole target server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free one; see `TargetHandle::local_addr`).
+    pub listen: SocketAddr,
+    /// `host:port` announced in SendTargets answers and to the master (default: `listen`).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    pub targets: Vec<TargetSpec>,
+    /// Commands one session may have outstanding.
+    #[serde(default = "default_cmd_window")]
+    pub cmd_window: u32,
+    /// Seconds of silence before a NOP-In ping (0: never ping).
+    #[serde(default = "default_nop_interval")]
+    pub nop_interval_secs: u64,
+    /// Seconds an initiator has to answer a ping.
+    #[serde(default = "default_nop_timeout")]
+    pub nop_timeout_secs: u64,
+}
+
+/// One exported target (IQN).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub iqn: String,
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// LUN n is `luns[n]`.
+    pub luns: Vec<LunSpec>,
+    /// Initiator names allowed to log in; empty: everyone.
+    #[serde(default)]
+    pub allow_initiators: Vec<String>,
+    /// CHAP credentials initiators must present.
+    #[serde(default)]
+    pub chap: Option<ChapSpec>,
+    /// Credentials the target answers mutual CHAP with.
+    #[serde(default)]
+    pub chap_mutual: Option<ChapSpec>,
+}
+
+/// A CHAP user name and secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChapSpec {
+    pub user: String,
+    pub secret: String,
+}
+
+impl std::str::FromStr for ChapSpec {
+    type Err = ConfigError;
+
+    /// `USER:SECRET`.
+    fn from_str(s: &str) -> Result<ChapSpec, ConfigError> {
+        let (user, secret) = s
+            .split_once(':')
+            .filter(|(u, s)| !u.is_empty() && !s.is_empty())
+            .ok_or_else(|| ConfigError::BadChap(s.to_string()))?;
+        Ok(ChapSpec {
+            user: user.to_string(),
+            secret: secret.to_string(),
+        })
+    }
+}
+
+/// One logical unit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LunSpec {
+    /// Regular file or block device; its size is the capacity.
+    pub path: PathBuf,
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    #[serde(default)]
+    pub read_only: bool,
+    /// `latency_us=L,mbps=B`: model a spinning disk.
+    #[serde(default)]
+    pub emulate_disk: Option<String>,
+    /// Unit serial number (VPD page 80h); derived from the path when absent.
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+impl LunSpec {
+    /// A read-write LUN over `path` with 512-byte blocks.
+    pub fn new(path: impl Into<PathBuf>) -> LunSpec {
+        LunSpec {
+            path: path.into(),
+            block_size: 512,
+            read_only: false,
+            emulate_disk: None,
+            serial: None,
+        }
+    }
+
+    /// The logical unit configuration for LUN `lun`.
+    pub fn lu_config(&self, lun: u64) -> Result<LuConfig, ConfigError> {
+        let mut c = LuConfig::new(&self.path, lun);
+        c.block_size = self.block_size;
+        c.read_only = self.read_only;
+        c.serial = self.serial.clone();
+        if let Some(e) = &self.emulate_disk {
+            let model: DiskEmulation = e
+                .parse()
+                .map_err(|err| ConfigError::BadEmulation(format!("{e}: {err}")))?;
+            c.emulate = Some(model);
+            c.non_rotating = false;
+        }
+        Ok(c)
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("CHAP credentials `{0}` are not USER:SECRET")]
+    BadChap(String),
+    #[error("disk emulation {0}")]
+    BadEmulation(String),
+    #[error("no target configured")]
+    NoTargets,
+    #[error("target {0} has no LUN")]
+    NoLuns(String),
+    #[error("target {0} is configured twice")]
+    DuplicateTarget(String),
+    #[error("target {iqn} has {count} LUNs, at most {max} are supported")]
+    TooManyLuns {
+        iqn: String,
+        count: usize,
+        max: usize,
+    },
+    #[error("cmd_window {0} is not within 1..={MAX_CMD_WINDOW}")]
+    BadWindow(u32),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Most LUNs per target (flat space addressing, SAM-5 section 4.7.7).
+pub const MAX_LUNS_PER_TARGET: usize = 16384;
+
+impl ServerConfig {
+    /// A server with one target `iqn` whose LUNs are `paths`.
+    pub fn single(listen: SocketAddr, iqn: &str, paths: &[PathBuf]) -> ServerConfig {
+        ServerConfig {
+            listen,
+            advertise: None,
+            targets: vec![TargetSpec {
+                iqn: iqn.to_string(),
+                alias: None,
+                luns: paths.iter().map(LunSpec::new).collect(),
+                allow_initiators: Vec::new(),
+                chap: None,
+                chap_mutual: None,
+            }],
+            cmd_window: DEFAULT_CMD_WINDOW,
+            nop_interval_secs: DEFAULT_NOP_INTERVAL_SECS,
+            nop_timeout_secs: DEFAULT_NOP_TIMEOUT_SECS,
+        }
+    }
+
+    /// Reads a JSON configuration file.
+    pub fn from_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Checks the rules the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.targets.is_empty() {
+            return Err(ConfigError::NoTargets);
+        }
+        if self.cmd_window == 0 || self.cmd_window > MAX_CMD_WINDOW {
+            return Err(ConfigError::BadWindow(self.cmd_window));
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.luns.is_empty() {
+                return Err(ConfigError::NoLuns(t.iqn.clone()));
+            }
+            if t.luns.len() > MAX_LUNS_PER_TARGET {
+                return Err(ConfigError::TooManyLuns {
+                    iqn: t.iqn.clone(),
+                    count: t.luns.len(),
+                    max: MAX_LUNS_PER_TARGET,
+                });
+            }
+            if self.targets[..i].iter().any(|o| o.iqn == t.iqn) {
+                return Err(ConfigError::DuplicateTarget(t.iqn.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_cmd_window() -> u32 {
+    DEFAULT_CMD_WINDOW
+}
+fn default_nop_interval() -> u64 {
+    DEFAULT_NOP_INTERVAL_SECS
+}
+fn default_nop_timeout() -> u64 {
+    DEFAULT_NOP_TIMEOUT_SECS
+}
+fn default_block_size() -> u32 {
+    512
+}

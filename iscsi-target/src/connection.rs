@@ -1,0 +1,669 @@
+//! RFC 7143 sections 6 (login), 7 (full feature phase), 4.2.2 (CmdSN window), 11.18-11.19
+//! (NOP-Out/NOP-In) and 11.14-11.15 (logout): one TCP connection from accept to close.
+//!
+//! After the login phase the connection splits in two: this task reads and dispatches PDUs
+//! (commands run as tasks of their own, concurrently), and a writer task sends everything
+//! back (see [`crate::writer`]). One connection per session (MaxConnections=1).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use iscsi_proto::digest::DigestConfig;
+use iscsi_proto::framing::PduDecoder;
+use iscsi_proto::limits::Limits;
+use iscsi_proto::pdu::{
+    self, Bhs, DataOut, LogoutReason, LogoutRequest, LogoutResponse, LogoutResponseCode, NopIn,
+    NopOut, Pdu, PduError, Reject, RejectReason, ScsiCommand, TextRequest, TextResponse,
+    RESERVED_TAG,
+};
+use iscsi_proto::scsi::{Asc, Sense};
+use iscsi_proto::text::{
+    target_text_response, DigestKind, LoginRequestHeader, SessionParams, SessionType, TargetLogin,
+    TargetOutcome,
+};
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::data_out::{BurstRules, WriteCollect};
+use crate::lu::{Nexus, MAX_TRANSFER_BYTES};
+use crate::pdu_reader::{PduReader, ReadError};
+use crate::scsi_task::{self, CommandInfo};
+use crate::server::{ServerState, SessionKey, SessionSlot, PORTAL_GROUP_TAG};
+use crate::session::{SessionShared, TaskEntry};
+use crate::task_mgmt;
+use crate::writer::{run_writer, sn_lt, CmdWindow, Outgoing};
+
+/// The MaxRecvDataSegmentLength the target declares (256 KiB).
+pub const MAX_RECV_DATA_SEGMENT_LENGTH: u32 = 256 * 1024;
+/// A login must reach the full feature phase within this time.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for in-flight commands at logout or shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest data-out buffer one command may ask for (its logical unit refuses more anyway).
+const MAX_WRITE_BUFFER: u32 = MAX_TRANSFER_BYTES as u32 + (1 << 20);
+
+/// Why a connection ended badly.
+#[derive(Debug, Error)]
+enum ConnError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("writing: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("{0:?} PDU during login")]
+    NotLogin(pdu::Opcode),
+    #[error("login failed: {0}")]
+    LoginFailed(String),
+    #[error("login not finished within {0:?}")]
+    LoginTimeout(Duration),
+    #[error("connection closed during login")]
+    ClosedInLogin,
+}
+
+/// How the full feature phase ended.
+#[derive(Debug)]
+enum Exit {
+    /// The initiator closed the connection.
+    Closed,
+    /// Logout answered.
+    Logout,
+    /// The target is shutting down.
+    Shutdown,
+    /// A newer login reinstated the session.
+    Reinstated,
+    /// Protocol error or ping timeout.
+    Error(String),
+}
+
+/// The outcome of a successful login.
+struct LoggedIn {
+    params: SessionParams,
+    isid: [u8; 6],
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn serve(sock: TcpStream, peer: SocketAddr, state: Arc<ServerState>) {
+    let span = tracing::info_span!("conn", %peer);
+    async move {
+        if let Err(e) = serve_inner(sock, state).await {
+            tracing::debug!(error = %e, "connection ended");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_inner(sock: TcpStream, state: Arc<ServerState>) -> Result<(), ConnError> {
+    let local = sock.local_addr()?;
+    let (rd, mut wr) = sock.into_split();
+    let mut reader = PduReader::new(rd, PduDecoder::new(Limits::new(), DigestConfig::NONE));
+    let logged = tokio::time::timeout(LOGIN_TIMEOUT, login(&mut reader, &mut wr, &state))
+        .await
+        .map_err(|_| ConnError::LoginTimeout(LOGIN_TIMEOUT))??;
+    full_feature(reader, wr, state, local, logged).await;
+    Ok(())
+}
+
+/// The login phase (RFC 7143 section 6): Login Requests go through the [`TargetLogin`] state
+/// machine until it completes or fails.
+async fn login(
+    reader: &mut PduReader<OwnedReadHalf>,
+    wr: &mut OwnedWriteHalf,
+    state: &ServerState,
+) -> Result<LoggedIn, ConnError> {
+    let mut machine = TargetLogin::new(state.login.clone(), state.new_tsih());
+    let mut stat_sn: u32 = rand::random::<u32>() & 0x0fff_ffff;
+    let mut out = BytesMut::with_capacity(1024);
+    loop {
+        let pdu = reader.next().await?.ok_or(ConnError::ClosedInLogin)?;
+        let req = match pdu {
+            Pdu::LoginRequest(r) => r,
+            other => return Err(ConnError::NotLogin(other.opcode())),
+        };
+        let header = LoginRequestHeader {
+            transit: req.transit,
+            cont: req.cont,
+            csg: iscsi_proto::text::Stage(req.csg.0),
+            nsg: iscsi_proto::text::Stage(req.nsg.0),
+            version_max: req.version_max,
+            version_min: req.version_min,
+            isid: req.isid,
+            tsih: req.tsih,
+        };
+        let step = machine.step(&header, &req.data);
+        let h = step.response.header;
+        let resp = pdu::LoginResponse {
+            transit: h.transit,
+            cont: h.cont,
+            csg: pdu::Stage(h.csg.0),
+            nsg: pdu::Stage(h.nsg.0),
+            version_max: h.version_max,
+            version_active: h.version_active,
+            isid: h.isid,
+            tsih: h.tsih,
+            itt: req.itt,
+            stat_sn,
+            exp_cmd_sn: req.cmd_sn,
+            max_cmd_sn: req.cmd_sn.wrapping_add(state.config.cmd_window - 1),
+            status: pdu::LoginStatus(h.status.0),
+            data: Bytes::from(step.response.text),
+        };
+        stat_sn = stat_sn.wrapping_add(1);
+        out.clear();
+        Pdu::LoginResponse(resp).encode(DigestConfig::NONE, &mut out);
+        wr.write_all(&out).await?;
+        match step.outcome {
+            TargetOutcome::Continue => {}
+            TargetOutcome::Complete(params) => {
+                return Ok(LoggedIn {
+                    params: *params,
+                    isid: req.isid,
+                    stat_sn,
+                    exp_cmd_sn: req.cmd_sn,
+                })
+            }
+            TargetOutcome::Failed(e) => {
+                tracing::info!(error = %e, "login refused");
+                return Err(ConnError::LoginFailed(e.to_string()));
+            }
+        }
+    }
+}
+
+fn digests_of(p: &SessionParams) -> DigestConfig {
+    DigestConfig {
+        header: p.header_digest == DigestKind::Crc32c,
+        data: p.data_digest == DigestKind::Crc32c,
+    }
+}
+
+async fn full_feature(
+    mut reader: PduReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    state: Arc<ServerState>,
+    local: SocketAddr,
+    logged: LoggedIn,
+) {
+    let params = logged.params;
+    let digests = digests_of(&params);
+    reader
+        .decoder
+        .set_limits(Limits::with_max_recv_data_segment_length(
+            params.max_recv_data_segment_length,
+        ));
+    reader.decoder.set_digests(digests);
+    let target_name = params.target_name.clone().unwrap_or_default();
+    let discovery = params.session_type == SessionType::Discovery;
+    let luns = if discovery {
+        Arc::new(Vec::new())
+    } else {
+        match state.luns.get(&target_name) {
+            Some(l) => l.clone(),
+            None => return,
+        }
+    };
+    let window = Arc::new(CmdWindow::new(logged.exp_cmd_sn, state.config.cmd_window));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(run_writer(wr, rx, window.clone(), digests, logged.stat_sn));
+    let nexus = Nexus::new(
+        &params.initiator_name,
+        logged.isid,
+        &target_name,
+        PORTAL_GROUP_TAG,
+    );
+    let rules = BurstRules {
+        first_burst: params.first_burst_length,
+        max_burst: params.max_burst_length,
+        max_outstanding_r2t: params.max_outstanding_r2t,
+        initial_r2t: params.initial_r2t,
+    };
+    let key: SessionKey = (params.initiator_name.clone(), logged.isid, target_name);
+    let id = state.new_session_id();
+    let kill = Arc::new(Notify::new());
+    let (done_tx, done_rx) = watch::channel(false);
+    state
+        .reinstate(
+            key.clone(),
+            SessionSlot {
+                id,
+                kill: kill.clone(),
+                done: done_rx,
+            },
+        )
+        .await;
+    let span = tracing::info_span!("session", id, initiator = %params.initiator_name);
+    let shared = Arc::new(SessionShared::new(params, nexus, luns, window, tx));
+    let mut conn = Conn {
+        state: state.clone(),
+        shared: shared.clone(),
+        writes: HashMap::new(),
+        rules,
+        next_ttt: 1,
+        ahead: BTreeSet::new(),
+        ping: None,
+        last_rx: Instant::now(),
+        local,
+        discovery,
+    };
+    let exit = conn.run(&mut reader, &kill).instrument(span.clone()).await;
+    span.in_scope(|| match &exit {
+        Exit::Error(why) => tracing::info!(%why, "session dropped"),
+        other => tracing::debug!(exit = ?other, "session ends"),
+    });
+    // Commands still waiting for data-out can never finish now.
+    let waiting: Vec<u32> = conn.writes.keys().copied().collect();
+    shared.abort_where(|itt, _| waiting.contains(&itt));
+    conn.writes.clear();
+    match exit {
+        Exit::Logout | Exit::Shutdown => {
+            if !shared.wait_idle(DRAIN_TIMEOUT).await {
+                shared.abort_where(|_, _| true);
+            }
+        }
+        Exit::Closed | Exit::Reinstated | Exit::Error(_) => {
+            shared.abort_where(|_, _| true);
+        }
+    }
+    let (btx, brx) = oneshot::channel();
+    if shared.tx.send(Outgoing::Barrier(btx)).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), brx).await;
+    }
+    writer.abort();
+    drop(reader);
+    state.remove_session(&key, id);
+    let _ = done_tx.send(true);
+}
+
+/// The reading side of a full-feature-phase connection.
+struct Conn {
+    state: Arc<ServerState>,
+    shared: Arc<SessionShared>,
+    /// Write commands waiting for data-out, by ITT.
+    writes: HashMap<u32, WriteCollect>,
+    rules: BurstRules,
+    next_ttt: u32,
+    /// CmdSNs received beyond a gap.
+    ahead: BTreeSet<u32>,
+    /// Our outstanding NOP-In ping: its TTT and when it left.
+    ping: Option<(u32, Instant)>,
+    last_rx: Instant,
+    local: SocketAddr,
+    discovery: bool,
+}
+
+impl Conn {
+    async fn run(&mut self, reader: &mut PduReader<OwnedReadHalf>, kill: &Notify) -> Exit {
+        let mut shutdown = self.state.shutdown.clone();
+        let interval = Duration::from_secs(self.state.config.nop_interval_secs);
+        let timeout = Duration::from_secs(self.state.config.nop_timeout_secs.max(1));
+        let pinging = !interval.is_zero();
+        loop {
+            let timer = match self.ping {
+                Some((_, sent)) => sent + timeout,
+                None => self.last_rx + interval,
+            };
+            tokio::select! {
+                biased;
+                _ = kill.notified() => return Exit::Reinstated,
+                _ = stopped(&mut shutdown) => return Exit::Shutdown,
+                r = reader.next() => match r {
+                    Ok(Some(pdu)) => {
+                        self.last_rx = Instant::now();
+                        if let Some(exit) = self.dispatch(pdu).await {
+                            return exit;
+                        }
+                    }
+                    Ok(None) => return Exit::Closed,
+                    Err(ReadError::Pdu(PduError::DataDigestMismatch { header, .. })) => {
+                        // RFC 7143 section 7.8: the PDU is discarded and rejected.
+                        self.reject(RejectReason::DATA_DIGEST_ERROR, &header);
+                    }
+                    Err(e) => return Exit::Error(e.to_string()),
+                },
+                _ = tokio::time::sleep_until(timer), if pinging => {
+                    if let Some((_, sent)) = self.ping {
+                        if sent.elapsed() >= timeout {
+                            return Exit::Error("initiator did not answer NOP-In".into());
+                        }
+                    } else if self.last_rx.elapsed() >= interval {
+                        let ttt = self.new_ttt();
+                        self.ping = Some((ttt, Instant::now()));
+                        self.shared.send(Pdu::NopIn(NopIn {
+                            lun: pdu::Lun::default(),
+                            itt: RESERVED_TAG,
+                            ttt,
+                            ..Default::default()
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn new_ttt(&mut self) -> u32 {
+        let t = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1);
+        if self.next_ttt == RESERVED_TAG {
+            self.next_ttt = 1;
+        }
+        t
+    }
+
+    fn reject(&self, reason: RejectReason, header: &Bhs) {
+        self.shared
+            .send(Pdu::Reject(Reject::quoting(reason, header)));
+    }
+
+    /// CmdSN check for a non-immediate request: inside the window (RFC 7143 section 4.2.2.1).
+    /// Requests outside are dropped silently.
+    fn in_window(&self, cmd_sn: u32) -> bool {
+        let ok = self.shared.window.accepts(cmd_sn);
+        if !ok {
+            tracing::debug!(cmd_sn, "CmdSN outside the window: dropped");
+        }
+        ok
+    }
+
+    /// Records the arrival of non-immediate `cmd_sn`, advancing ExpCmdSN over contiguous ones.
+    fn advance(&mut self, cmd_sn: u32) {
+        use std::sync::atomic::Ordering;
+        let w = &self.shared.window;
+        let mut exp = w.exp_cmd_sn.load(Ordering::Acquire);
+        if cmd_sn == exp {
+            exp = exp.wrapping_add(1);
+            while self.ahead.remove(&exp) {
+                exp = exp.wrapping_add(1);
+            }
+            w.exp_cmd_sn.store(exp, Ordering::Release);
+        } else if sn_lt(exp, cmd_sn) {
+            self.ahead.insert(cmd_sn);
+        }
+    }
+
+    /// Admits a request that carries no task: window check, then ExpCmdSN advance.
+    fn admit(&mut self, immediate: bool, cmd_sn: u32) -> bool {
+        if immediate {
+            return true;
+        }
+        if !self.in_window(cmd_sn) {
+            return false;
+        }
+        self.advance(cmd_sn);
+        true
+    }
+
+    async fn dispatch(&mut self, pdu: Pdu) -> Option<Exit> {
+        match pdu {
+            Pdu::ScsiCommand(cmd) => {
+                if self.discovery {
+                    self.reject(RejectReason::PROTOCOL_ERROR, &Pdu::ScsiCommand(cmd).bhs());
+                } else {
+                    self.command(cmd);
+                }
+            }
+            Pdu::DataOut(d) => return self.data_out(d),
+            Pdu::NopOut(n) => self.nop_out(n),
+            Pdu::TaskMgmtRequest(t) => {
+                if self.discovery {
+                    self.reject(RejectReason::PROTOCOL_ERROR, &Pdu::TaskMgmtRequest(t).bhs());
+                } else if self.admit(t.immediate, t.cmd_sn) {
+                    let cold = t.function == pdu::TmfFunction::TARGET_COLD_RESET;
+                    let resp = task_mgmt::execute(&self.shared, &mut self.writes, &t);
+                    let complete = resp.response == pdu::TmfResponse::FUNCTION_COMPLETE;
+                    self.shared.send(Pdu::TaskMgmtResponse(resp));
+                    if cold && complete {
+                        return Some(Exit::Error("target cold reset".into()));
+                    }
+                }
+            }
+            Pdu::TextRequest(t) => self.text(t),
+            Pdu::LogoutRequest(l) => return self.logout(l).await,
+            Pdu::Snack(s) => self.reject(RejectReason::SNACK_REJECT, &Pdu::Snack(s).bhs()),
+            Pdu::Unknown { bhs, .. } => self.reject(RejectReason::COMMAND_NOT_SUPPORTED, &bhs),
+            other => {
+                // Login in the full feature phase, or a target opcode.
+                let bhs = other.bhs();
+                self.reject(RejectReason::PROTOCOL_ERROR, &bhs);
+            }
+        }
+        None
+    }
+
+    fn nop_out(&mut self, n: NopOut) {
+        if n.itt == RESERVED_TAG {
+            // The answer to our ping (or an unanswered one-way ping).
+            if self.ping.is_some_and(|(ttt, _)| ttt == n.ttt) {
+                self.ping = None;
+            }
+            return;
+        }
+        if !self.admit(n.immediate, n.cmd_sn) {
+            return;
+        }
+        let max = self.shared.params.max_send_data_segment_length as usize;
+        let data = if n.data.len() > max {
+            n.data.slice(..max)
+        } else {
+            n.data
+        };
+        self.shared.send(Pdu::NopIn(NopIn {
+            lun: n.lun,
+            itt: n.itt,
+            ttt: RESERVED_TAG,
+            data,
+            ..Default::default()
+        }));
+    }
+
+    fn text(&mut self, t: TextRequest) {
+        if !self.admit(t.immediate, t.cmd_sn) {
+            return;
+        }
+        let p = &self.shared.params;
+        let exported = self.state.exported(self.local);
+        let data = if t.final_bit {
+            target_text_response(
+                &exported,
+                &t.data,
+                &p.initiator_name,
+                p.session_type,
+                p.target_name.as_deref(),
+            )
+            .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.shared.send(Pdu::TextResponse(TextResponse {
+            final_bit: t.final_bit,
+            cont: false,
+            lun: t.lun,
+            itt: t.itt,
+            ttt: if t.final_bit { RESERVED_TAG } else { 1 },
+            data: Bytes::from(data),
+            ..Default::default()
+        }));
+    }
+
+    async fn logout(&mut self, l: LogoutRequest) -> Option<Exit> {
+        if !self.admit(l.immediate, l.cmd_sn) {
+            return None;
+        }
+        let response = if l.reason == LogoutReason::REMOVE_CONNECTION_FOR_RECOVERY {
+            LogoutResponseCode::RECOVERY_NOT_SUPPORTED
+        } else {
+            LogoutResponseCode::SUCCESS
+        };
+        // Commands before the logout finish first (RFC 7143 section 11.14).
+        let waiting: Vec<u32> = self.writes.keys().copied().collect();
+        self.shared.abort_where(|itt, _| waiting.contains(&itt));
+        self.writes.clear();
+        self.shared.wait_idle(DRAIN_TIMEOUT).await;
+        self.shared.send(Pdu::LogoutResponse(LogoutResponse {
+            response,
+            itt: l.itt,
+            time2wait: 0,
+            time2retain: 0,
+            ..Default::default()
+        }));
+        if response == LogoutResponseCode::SUCCESS {
+            Some(Exit::Logout)
+        } else {
+            None
+        }
+    }
+
+    fn command(&mut self, cmd: ScsiCommand) {
+        if !cmd.immediate && !self.in_window(cmd.cmd_sn) {
+            return;
+        }
+        let lun_number = cmd.lun.number();
+        let lun_index = lun_number
+            .map(|n| n as usize)
+            .filter(|&n| n < self.shared.luns.len());
+        let cdb = match &cmd.extended_cdb {
+            None => Bytes::copy_from_slice(&cmd.cdb),
+            Some(ext) => {
+                let mut b = BytesMut::with_capacity(16 + ext.len());
+                b.extend_from_slice(&cmd.cdb);
+                b.extend_from_slice(ext);
+                b.freeze()
+            }
+        };
+        let info = CommandInfo {
+            itt: cmd.itt,
+            lun: cmd.lun,
+            lun_index,
+            cdb,
+            edtl: cmd.expected_data_transfer_length,
+            read: cmd.read,
+            write: cmd.write,
+        };
+        let registered = self.shared.register(
+            cmd.itt,
+            TaskEntry {
+                lun: lun_number.map_or(u64::MAX, u64::from),
+                immediate: cmd.immediate,
+                abort: None,
+            },
+        );
+        if !cmd.immediate {
+            self.advance(cmd.cmd_sn);
+        }
+        if !registered {
+            // RFC 7143 section 11.17.1: a new task with the tag of a live one.
+            tracing::debug!(itt = cmd.itt, "ITT already in use");
+            let bhs = Pdu::ScsiCommand(cmd).bhs();
+            self.reject(RejectReason::TASK_IN_PROGRESS, &bhs);
+            return;
+        }
+        let edtl = cmd.expected_data_transfer_length;
+        if !cmd.write || edtl == 0 {
+            self.spawn(info, Bytes::new(), 0);
+            return;
+        }
+        if edtl > MAX_WRITE_BUFFER {
+            let pdus = scsi_task::check_condition(
+                &info,
+                Sense::new(
+                    iscsi_proto::scsi::SenseKey::ILLEGAL_REQUEST,
+                    Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
+                ),
+            );
+            self.shared.complete(info.itt, pdus);
+            return;
+        }
+        if cmd.data.len() as u64 >= edtl as u64 {
+            let data = cmd.data.slice(..edtl as usize);
+            self.spawn(info, data, 0);
+            return;
+        }
+        let itt = info.itt;
+        let mut wc = WriteCollect::new(info, &cmd.data, cmd.final_bit, &self.rules);
+        let rules = self.rules;
+        let mut ttt_source = || self.new_ttt_raw();
+        let r2ts = wc.solicit(&rules, &mut ttt_source);
+        for r in r2ts {
+            self.shared.send(r);
+        }
+        if wc.is_complete() {
+            let data = wc.take_buffer();
+            let n = wc.r2ts();
+            self.spawn(wc.info, data, n);
+        } else {
+            self.writes.insert(itt, wc);
+        }
+    }
+
+    fn new_ttt_raw(&mut self) -> u32 {
+        self.new_ttt()
+    }
+
+    fn data_out(&mut self, d: DataOut) -> Option<Exit> {
+        let Some(wc) = self.writes.get_mut(&d.itt) else {
+            // Data for a task that was aborted or already refused: discarded.
+            return None;
+        };
+        match wc.accept(&d) {
+            Ok(sequence_done) => {
+                if sequence_done {
+                    let rules = self.rules;
+                    let mut next = self.next_ttt;
+                    let mut source = || {
+                        let t = next;
+                        next = next.wrapping_add(1);
+                        if next == RESERVED_TAG {
+                            next = 1;
+                        }
+                        t
+                    };
+                    let r2ts = wc.solicit(&rules, &mut source);
+                    self.next_ttt = next;
+                    for r in r2ts {
+                        self.shared.send(r);
+                    }
+                }
+                if wc.is_complete() {
+                    if let Some(mut wc) = self.writes.remove(&d.itt) {
+                        let data = wc.take_buffer();
+                        let n = wc.r2ts();
+                        self.spawn(wc.info, data, n);
+                    }
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(itt = d.itt, error = %e, "bad Data-Out: dropping the connection");
+                let bhs = Pdu::DataOut(d).bhs();
+                self.reject(RejectReason::PROTOCOL_ERROR, &bhs);
+                Some(Exit::Error(e.to_string()))
+            }
+        }
+    }
+
+    /// Runs a command whose data-out (if any) is complete.
+    fn spawn(&self, info: CommandInfo, data: Bytes, r2ts: u32) {
+        let shared = self.shared.clone();
+        let itt = info.itt;
+        let handle = tokio::spawn(async move {
+            let pdus = scsi_task::run(&shared, &info, data, r2ts).await;
+            shared.complete(info.itt, pdus);
+        });
+        self.shared.set_abort(itt, handle.abort_handle());
+    }
+}
+
+/// Resolves once the flag in `rx` is true (never if its sender is gone first).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,189 @@
+//! RFC 7143 sections 4.2.5.2 (unsolicited data), 11.7 (SCSI Data-Out), 11.8 (R2T) and 13.13-13.17
+//! (FirstBurstLength, MaxBurstLength, InitialR2T, ImmediateData, MaxOutstandingR2T): gathering
+//! the data-out buffer of one write command.
+//!
+//! The buffer is filled from immediate data, unsolicited Data-Out PDUs (up to FirstBurstLength)
+//! and solicited ones; R2Ts of at most MaxBurstLength each are issued, at most
+//! MaxOutstandingR2T at a time. Every offset and length from the wire is checked against the
+//! Expected Data Transfer Length and the burst it belongs to before a byte is copied.
+
+use bytes::{Bytes, BytesMut};
+use iscsi_proto::pdu::{DataOut, Pdu, R2t, RESERVED_TAG};
+use thiserror::Error;
+
+use crate::scsi_task::CommandInfo;
+
+/// Why a Data-Out PDU was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub(crate) enum DataOutError {
+    #[error("Data-Out at offset {offset} with {len} bytes runs past the expected {edtl} bytes")]
+    PastEnd { offset: u32, len: usize, edtl: u32 },
+    #[error("unsolicited Data-Out at offset {offset} with {len} bytes runs past the first burst of {limit} bytes")]
+    PastFirstBurst { offset: u32, len: usize, limit: u32 },
+    #[error("Data-Out with TTT {ttt:#x} answers no outstanding R2T")]
+    UnknownTtt { ttt: u32 },
+    #[error("Data-Out at offset {offset} with {len} bytes is outside its R2T ({start}+{length})")]
+    OutsideR2t {
+        offset: u32,
+        len: usize,
+        start: u32,
+        length: u32,
+    },
+}
+
+#[derive(Debug)]
+struct OutstandingR2t {
+    ttt: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// Negotiated values governing data-out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BurstRules {
+    pub first_burst: u32,
+    pub max_burst: u32,
+    pub max_outstanding_r2t: u32,
+    pub initial_r2t: bool,
+}
+
+/// A write command waiting for its data.
+#[derive(Debug)]
+pub(crate) struct WriteCollect {
+    pub info: CommandInfo,
+    buf: BytesMut,
+    received: u64,
+    /// Data before this offset comes unsolicited.
+    unsolicited_end: u32,
+    /// The next offset to solicit.
+    next_solicit: u32,
+    r2t_sn: u32,
+    outstanding: Vec<OutstandingR2t>,
+}
+
+impl WriteCollect {
+    /// Starts collecting for `info` whose command carried `immediate` data; `final_bit` is the
+    /// command's F bit (no unsolicited Data-Out follows when set).
+    pub(crate) fn new(
+        info: CommandInfo,
+        immediate: &Bytes,
+        final_bit: bool,
+        rules: &BurstRules,
+    ) -> WriteCollect {
+        let edtl = info.edtl;
+        let mut buf = BytesMut::zeroed(edtl as usize);
+        let imm = immediate.len().min(edtl as usize);
+        buf[..imm].copy_from_slice(&immediate[..imm]);
+        let unsolicited_end = if !rules.initial_r2t && !final_bit {
+            rules.first_burst.min(edtl).max(imm as u32)
+        } else {
+            imm as u32
+        };
+        WriteCollect {
+            info,
+            buf,
+            received: imm as u64,
+            unsolicited_end,
+            next_solicit: unsolicited_end,
+            r2t_sn: 0,
+            outstanding: Vec::new(),
+        }
+    }
+
+    /// Whether every byte has arrived.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.received >= self.info.edtl as u64
+    }
+
+    /// R2Ts issued so far.
+    pub(crate) fn r2ts(&self) -> u32 {
+        self.r2t_sn
+    }
+
+    /// The collected buffer.
+    pub(crate) fn take_buffer(&mut self) -> Bytes {
+        std::mem::take(&mut self.buf).freeze()
+    }
+
+    /// New R2Ts to send (as many as MaxOutstandingR2T allows); `next_ttt` numbers them.
+    pub(crate) fn solicit(
+        &mut self,
+        rules: &BurstRules,
+        next_ttt: &mut dyn FnMut() -> u32,
+    ) -> Vec<Pdu> {
+        let mut out = Vec::new();
+        let edtl = self.info.edtl;
+        while self.next_solicit < edtl
+            && (self.outstanding.len() as u32) < rules.max_outstanding_r2t.max(1)
+        {
+            let len = (edtl - self.next_solicit).min(rules.max_burst.max(512));
+            let ttt = next_ttt();
+            self.outstanding.push(OutstandingR2t {
+                ttt,
+                offset: self.next_solicit,
+                len,
+            });
+            out.push(Pdu::R2t(R2t {
+                lun: self.info.lun,
+                itt: self.info.itt,
+                ttt,
+                stat_sn: 0,
+                exp_cmd_sn: 0,
+                max_cmd_sn: 0,
+                r2t_sn: self.r2t_sn,
+                buffer_offset: self.next_solicit,
+                desired_data_transfer_length: len,
+            }));
+            self.r2t_sn += 1;
+            self.next_solicit += len;
+        }
+        out
+    }
+
+    /// Takes one Data-Out PDU. Returns whether an R2T sequence finished (so more may be
+    /// solicited).
+    pub(crate) fn accept(&mut self, d: &DataOut) -> Result<bool, DataOutError> {
+        let len = d.data.len();
+        let end = d.buffer_offset as u64 + len as u64;
+        if end > self.info.edtl as u64 {
+            return Err(DataOutError::PastEnd {
+                offset: d.buffer_offset,
+                len,
+                edtl: self.info.edtl,
+            });
+        }
+        let mut sequence_done = false;
+        if d.ttt == RESERVED_TAG {
+            if end > self.unsolicited_end as u64 {
+                return Err(DataOutError::PastFirstBurst {
+                    offset: d.buffer_offset,
+                    len,
+                    limit: self.unsolicited_end,
+                });
+            }
+        } else {
+            let i = self
+                .outstanding
+                .iter()
+                .position(|r| r.ttt == d.ttt)
+                .ok_or(DataOutError::UnknownTtt { ttt: d.ttt })?;
+            let r = &self.outstanding[i];
+            if d.buffer_offset < r.offset || end > r.offset as u64 + r.len as u64 {
+                return Err(DataOutError::OutsideR2t {
+                    offset: d.buffer_offset,
+                    len,
+                    start: r.offset,
+                    length: r.len,
+                });
+            }
+            if d.final_bit {
+                self.outstanding.swap_remove(i);
+                sequence_done = true;
+            }
+        }
+        let start = d.buffer_offset as usize;
+        self.buf[start..start + len].copy_from_slice(&d.data);
+        self.received += len as u64;
+        Ok(sequence_done)
+    }
+}

@@ -1,0 +1,165 @@
+//! RFC 7143 sections 4.2 (sessions), 4.2.2 (command numbering) and 7.1 (task tags): the state a
+//! full-feature-phase session shares between its reader, its command tasks and its writer.
+//!
+//! Commands of one session run concurrently as tokio tasks. The task table maps each
+//! outstanding Initiator Task Tag to its abort handle; a task's PDUs are queued to the writer
+//! while the table lock is held and only if the task is still in the table, so a task aborted
+//! by task management never answers after the Task Management Function Response.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use iscsi_proto::pdu::Pdu;
+use iscsi_proto::text::SessionParams;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
+
+use crate::lu::{LogicalUnit, Nexus};
+use crate::writer::{CmdWindow, Outgoing};
+
+/// One outstanding task.
+#[derive(Debug)]
+pub(crate) struct TaskEntry {
+    /// LUN number the command addressed.
+    pub lun: u64,
+    /// Immediate commands do not count against the command window.
+    pub immediate: bool,
+    /// Set once the command runs (it may still be collecting data-out before).
+    pub abort: Option<AbortHandle>,
+}
+
+/// What the reader, the tasks and the writer of one session share.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    pub params: SessionParams,
+    pub nexus: Nexus,
+    /// LUN n is `luns[n]`.
+    pub luns: Arc<Vec<Arc<LogicalUnit>>>,
+    pub window: Arc<CmdWindow>,
+    pub tx: mpsc::UnboundedSender<Outgoing>,
+    tasks: Mutex<HashMap<u32, TaskEntry>>,
+    /// Signalled every time a task leaves the table.
+    pub idle: Notify,
+}
+
+impl SessionShared {
+    pub(crate) fn new(
+        params: SessionParams,
+        nexus: Nexus,
+        luns: Arc<Vec<Arc<LogicalUnit>>>,
+        window: Arc<CmdWindow>,
+        tx: mpsc::UnboundedSender<Outgoing>,
+    ) -> SessionShared {
+        SessionShared {
+            params,
+            nexus,
+            luns,
+            window,
+            tx,
+            tasks: Mutex::new(HashMap::new()),
+            idle: Notify::new(),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<u32, TaskEntry>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a PDU that belongs to no task (NOP-In, Reject, TMF/Text/Logout responses).
+    pub(crate) fn send(&self, pdu: Pdu) {
+        let _ = self.tx.send(Outgoing::Pdu(pdu));
+    }
+
+    /// Registers a new task; false when `itt` is already outstanding.
+    pub(crate) fn register(&self, itt: u32, entry: TaskEntry) -> bool {
+        let mut t = self.table();
+        if t.contains_key(&itt) {
+            return false;
+        }
+        if !entry.immediate {
+            self.window.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+        t.insert(itt, entry);
+        true
+    }
+
+    /// Records the abort handle of a running task (no-op if it already finished).
+    pub(crate) fn set_abort(&self, itt: u32, handle: AbortHandle) {
+        if let Some(e) = self.table().get_mut(&itt) {
+            e.abort = Some(handle);
+        }
+    }
+
+    fn release(&self, entry: &TaskEntry) {
+        if !entry.immediate {
+            self.window.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Finishes task `itt`: queues `pdus` unless the task was aborted meanwhile.
+    pub(crate) fn complete(&self, itt: u32, pdus: Vec<Pdu>) {
+        let mut t = self.table();
+        let Some(entry) = t.remove(&itt) else {
+            return;
+        };
+        self.release(&entry);
+        for p in pdus {
+            let _ = self.tx.send(Outgoing::Pdu(p));
+        }
+        drop(t);
+        self.idle.notify_waiters();
+    }
+
+    /// Aborts the tasks `which` selects; returns their tags.
+    pub(crate) fn abort_where(&self, which: impl Fn(u32, &TaskEntry) -> bool) -> Vec<u32> {
+        let mut t = self.table();
+        let tags: Vec<u32> = t
+            .iter()
+            .filter(|(itt, e)| which(**itt, e))
+            .map(|(itt, _)| *itt)
+            .collect();
+        for itt in &tags {
+            if let Some(e) = t.remove(itt) {
+                if let Some(h) = &e.abort {
+                    h.abort();
+                }
+                self.release(&e);
+            }
+        }
+        drop(t);
+        self.idle.notify_waiters();
+        tags
+    }
+
+    /// Whether task `itt` is outstanding.
+    pub(crate) fn has_task(&self, itt: u32) -> bool {
+        self.table().contains_key(&itt)
+    }
+
+    /// LUN of outstanding task `itt`.
+    pub(crate) fn task_lun(&self, itt: u32) -> Option<u64> {
+        self.table().get(&itt).map(|e| e.lun)
+    }
+
+    /// Number of outstanding tasks.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.table().len()
+    }
+
+    /// Waits until no task is outstanding, or `timeout` passes; true if idle.
+    pub(crate) async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.outstanding() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.outstanding() == 0;
+            }
+        }
+    }
+}
