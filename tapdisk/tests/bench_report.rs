@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pvd::bench::chart::write_chart_svg;
 use pvd::bench::runner::{BenchPlan, ModeTarget};
-use pvd::bench::service_time::{DiskModelSpec, ServiceTimeModel, SpindleModel};
+use pvd::bench::service_time::{DiskEmulation, ServiceTimeModel, SpindleModel};
 use pvd::bench::target_local::LocalFileTarget;
 use pvd::bench::{run_bench, BenchPoint, BenchReport, Mode, Op, StageBreakdown};
 
@@ -39,9 +39,9 @@ fn synthetic() -> BenchReport {
     BenchReport {
         points,
         parallel_servers: 2,
-        disk_model: Some(DiskModelSpec {
+        disk_model: Some(DiskEmulation {
             latency_us: 50,
-            mbps: 100,
+            mbps: 100.0,
         }),
         stages: vec![StageBreakdown {
             stage: "iscsi round trip".into(),
@@ -102,9 +102,9 @@ fn sweep_over_local_targets_produces_csv_rows() {
     for p in [&a, &b] {
         std::fs::File::create(p).unwrap().set_len(8 << 20).unwrap();
     }
-    let model: Arc<dyn ServiceTimeModel> = Arc::new(SpindleModel::new(DiskModelSpec {
+    let model: Arc<dyn ServiceTimeModel> = Arc::new(SpindleModel::new(DiskEmulation {
         latency_us: 100,
-        mbps: 500,
+        mbps: 500.0,
     }));
     let phys = LocalFileTarget::new(&a, Some(model));
     let fast = LocalFileTarget::new(&b, None);

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pvd::bench::service_time::{DiskModelSpec, ServiceTimeModel, SpindleModel};
+use pvd::bench::service_time::{DiskEmulation, ServiceTimeModel, SpindleModel};
 use pvd::bench::target_local::LocalFileTarget;
 use pvd::bench::workload::{random_pattern, run_workload_with_pattern, AccessPattern};
 use pvd::bench::{run_workload, NbdConnection, NbdTarget, Op, WorkloadSpec, WorkloadTarget};
@@ -245,9 +245,9 @@ fn local_target_reads_back_and_follows_the_disk_model() {
 
     // 1 ms per command, one spindle: 40 commands take >= 40 ms whatever the queue depth, and
     // 1 MB at 100 MB/s adds 10 ms.
-    let spec = DiskModelSpec {
+    let spec = DiskEmulation {
         latency_us: 1000,
-        mbps: 100,
+        mbps: 100.0,
     };
     for qd in [1, 8] {
         let model: Arc<dyn ServiceTimeModel> = Arc::new(SpindleModel::new(spec));

@@ -12,7 +12,7 @@ use super::cluster::{Cluster, ClusterConfig, ProcessCluster};
 use super::nbd_client::NbdTarget;
 use super::report::{BenchReport, Mode};
 use super::runner::{run_bench, BenchPlan, ModeTarget};
-use super::service_time::{DiskModelSpec, ServiceTimeModel, SpindleModel};
+use super::service_time::{parse_disk_model, DiskEmulation, ServiceTimeModel, SpindleModel};
 use super::target_local::LocalFileTarget;
 use super::workload::Op;
 use super::BenchError;
@@ -97,8 +97,8 @@ pub struct BenchArgs {
     #[arg(long, value_parser = parse_size)]
     pub region: Option<u64>,
     /// Disk model of the physical baseline: latency_us=L,mbps=B (as given to the targets).
-    #[arg(long, value_parser = DiskModelSpec::parse)]
-    pub emulate_disk: Option<DiskModelSpec>,
+    #[arg(long, value_parser = parse_disk_model)]
+    pub emulate_disk: Option<DiskEmulation>,
     /// Write the points as CSV (mode,op,queue_depth,block_size,mb_per_s).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
@@ -191,10 +191,13 @@ pub fn run_bench_command(args: &BenchArgs) -> anyhow::Result<()> {
 /// the effect thesis Figure 6.1 shows — while small requests stay bounded by the constant
 /// cost, where the virtual layer's overhead shows (Figure 3.1). A 2-4 ms positioning time per
 /// command would model random I/O instead and make the sweep take minutes.
-pub const DEMO_DISK_MODEL: DiskModelSpec = DiskModelSpec {
+pub const DEMO_DISK_MODEL: DiskEmulation = DiskEmulation {
     latency_us: 50,
-    mbps: 100,
+    mbps: 100.0,
 };
+
+/// [`DEMO_DISK_MODEL`] as an `--emulate-disk` argument.
+pub const DEMO_DISK_MODEL_ARG: &str = "latency_us=50,mbps=100";
 
 /// `pvd demo`: starts a cluster, measures physical / virtual / parallel.
 #[derive(Args, Debug, Clone)]
@@ -209,8 +212,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub keep: bool,
     /// Disk model of every server and of the physical baseline.
-    #[arg(long, value_parser = DiskModelSpec::parse, default_value_t = DEMO_DISK_MODEL)]
-    pub emulate_disk: DiskModelSpec,
+    #[arg(long, value_parser = parse_disk_model, default_value = DEMO_DISK_MODEL_ARG)]
+    pub emulate_disk: DiskEmulation,
     /// Block sizes to sweep.
     #[arg(long, value_delimiter = ',', value_parser = parse_block_size,
           default_value = "4K,8K,16K,32K,64K,128K,256K,512K,1M")]
@@ -367,12 +370,16 @@ mod tests {
         assert_eq!(t.b.virtual_target(), Some(NbdTarget::tcp("127.0.0.1:5000")));
         assert_eq!(
             t.b.emulate_disk,
-            Some(DiskModelSpec {
+            Some(DiskEmulation {
                 latency_us: 50,
-                mbps: 100
+                mbps: 100.0
             })
         );
         let d = T::try_parse_from(["bench", "--nbd-unix", "/run/s"]).unwrap();
+        assert_eq!(
+            parse_disk_model(DEMO_DISK_MODEL_ARG).unwrap(),
+            DEMO_DISK_MODEL
+        );
         assert_eq!(d.b.virtual_target(), Some(NbdTarget::unix("/run/s")));
         assert_eq!(d.b.block_sizes.len(), 9);
     }

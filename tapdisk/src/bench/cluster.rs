@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::nbd_client::NbdTarget;
-use super::service_time::DiskModelSpec;
+use super::service_time::{disk_model_arg, DiskEmulation};
 use super::stages::StageBreakdown;
 use super::BenchError;
 
@@ -21,7 +21,7 @@ use super::BenchError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     /// The disk model every target applies to its LUN (`--emulate-disk`).
-    pub disk_model: DiskModelSpec,
+    pub disk_model: DiskEmulation,
     /// Size of each virtual disk.
     pub vdisk_size: u64,
     /// Stripe unit of the virtual disks (must be <= half the request size for one request to
@@ -209,7 +209,7 @@ impl ProcessCluster {
                     "--lun".into(),
                     path_arg(&lun),
                     "--emulate-disk".into(),
-                    self.config.disk_model.to_string(),
+                    disk_model_arg(&self.config.disk_model),
                     "--register".into(),
                     master.to_string(),
                     "--advertise".into(),

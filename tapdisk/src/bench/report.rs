@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::fit::{fit_linear, LinearFit};
-use super::service_time::DiskModelSpec;
+use super::service_time::{disk_model_arg, DiskEmulation};
 use super::stages::{format_stage_table, StageBreakdown};
 use super::workload::{Measurement, Op};
 
@@ -82,7 +82,7 @@ pub struct BenchReport {
     /// How many servers the parallel mode striped over (for labels).
     pub parallel_servers: usize,
     /// The disk model of the physical baseline (and of the targets), if any.
-    pub disk_model: Option<DiskModelSpec>,
+    pub disk_model: Option<DiskEmulation>,
     /// Per-stage latencies of the virtual disk, when the daemon provided them.
     pub stages: Vec<StageBreakdown>,
 }
@@ -313,7 +313,7 @@ impl BenchReport {
     pub fn format_all(&self) -> String {
         let mut out = String::new();
         if let Some(d) = self.disk_model {
-            out.push_str(&format!("disk model: {d}\n\n"));
+            out.push_str(&format!("disk model: {}\n\n", disk_model_arg(&d)));
         }
         out.push_str(&self.format_tables());
         out.push_str(&self.format_overhead());

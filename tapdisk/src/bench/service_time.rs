@@ -16,71 +16,35 @@ pub trait ServiceTimeModel: Send + Sync {
     fn complete_at(&self, arrival: Instant, op: Op, len: u64) -> Instant;
 }
 
-/// `latency_us=L,mbps=B`: a command costs L µs plus `len / B` (B in 10^6 bytes per second).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DiskModelSpec {
-    pub latency_us: u64,
-    pub mbps: u64,
+pub use iscsi_target::lu::DiskEmulation;
+
+/// Parses `latency_us=L,mbps=B` exactly as the target's `--emulate-disk` does.
+pub fn parse_disk_model(s: &str) -> Result<DiskEmulation, String> {
+    s.parse::<DiskEmulation>().map_err(|e| e.to_string())
 }
 
-impl DiskModelSpec {
-    /// Parses `latency_us=L,mbps=B` (either key may be omitted: 0 latency, unlimited rate).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut spec = DiskModelSpec {
-            latency_us: 0,
-            mbps: 0,
-        };
-        for kv in s.split(',').filter(|kv| !kv.is_empty()) {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("{kv}: expected key=value"))?;
-            let v: u64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("{kv}: value is not an integer"))?;
-            match k.trim() {
-                "latency_us" => spec.latency_us = v,
-                "mbps" => spec.mbps = v,
-                other => {
-                    return Err(format!(
-                        "{other}: unknown disk model key (latency_us, mbps)"
-                    ))
-                }
-            }
-        }
-        Ok(spec)
-    }
-
-    /// The cost of one command of `len` bytes on an idle device.
-    pub fn service_time(&self, len: u64) -> Duration {
-        let transfer_ns = len.saturating_mul(1000).checked_div(self.mbps).unwrap_or(0);
-        Duration::from_micros(self.latency_us) + Duration::from_nanos(transfer_ns)
-    }
-}
-
-impl std::fmt::Display for DiskModelSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "latency_us={},mbps={}", self.latency_us, self.mbps)
-    }
+/// The `--emulate-disk` argument that reproduces `model`.
+pub fn disk_model_arg(model: &DiskEmulation) -> String {
+    format!("latency_us={},mbps={}", model.latency_us, model.mbps)
 }
 
 /// One spindle: commands are served one after the other, each for
-/// [`DiskModelSpec::service_time`].
+/// [`DiskEmulation::service_time`] (the booking rule of the target's emulated LUN).
 #[derive(Debug)]
 pub struct SpindleModel {
-    spec: DiskModelSpec,
+    spec: DiskEmulation,
     busy_until: Mutex<Option<Instant>>,
 }
 
 impl SpindleModel {
-    pub fn new(spec: DiskModelSpec) -> Self {
+    pub fn new(spec: DiskEmulation) -> Self {
         SpindleModel {
             spec,
             busy_until: Mutex::new(None),
         }
     }
 
-    pub fn spec(&self) -> DiskModelSpec {
+    pub fn spec(&self) -> DiskEmulation {
         self.spec
     }
 }
@@ -121,54 +85,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_spec() {
-        let s = DiskModelSpec::parse("latency_us=100,mbps=200").unwrap();
+    fn parses_and_prints_the_target_syntax() {
+        let s = parse_disk_model("latency_us=100,mbps=200").unwrap();
         assert_eq!(
             s,
-            DiskModelSpec {
+            DiskEmulation {
                 latency_us: 100,
-                mbps: 200
+                mbps: 200.0
             }
         );
-        assert_eq!(s.to_string(), "latency_us=100,mbps=200");
-        assert!(DiskModelSpec::parse("latency=1").is_err());
-        assert!(DiskModelSpec::parse("mbps=x").is_err());
-        assert!(DiskModelSpec::parse("mbps").is_err());
-    }
-
-    #[test]
-    fn service_time_is_latency_plus_transfer() {
-        let s = DiskModelSpec {
-            latency_us: 100,
-            mbps: 100,
-        };
-        // 1 MB at 100 MB/s = 10 ms.
-        assert_eq!(s.service_time(1_000_000), Duration::from_micros(10_100));
-        assert_eq!(
-            DiskModelSpec {
-                latency_us: 5,
-                mbps: 0
-            }
-            .service_time(1 << 20),
-            Duration::from_micros(5)
-        );
+        assert_eq!(disk_model_arg(&s), "latency_us=100,mbps=200");
+        assert_eq!(parse_disk_model(&disk_model_arg(&s)).unwrap(), s);
+        assert!(parse_disk_model("latency=1").is_err());
+        assert!(parse_disk_model("mbps=x").is_err());
     }
 
     #[test]
     fn spindle_serializes_commands() {
-        let m = SpindleModel::new(DiskModelSpec {
+        // Zero-length commands cost the latency alone.
+        let m = SpindleModel::new(DiskEmulation {
             latency_us: 1000,
-            mbps: 0,
+            mbps: 100.0,
         });
         let t0 = Instant::now();
-        let a = m.complete_at(t0, Op::Write, 4096);
-        let b = m.complete_at(t0, Op::Write, 4096);
+        let a = m.complete_at(t0, Op::Write, 0);
+        let b = m.complete_at(t0, Op::Write, 0);
         assert_eq!(a - t0, Duration::from_millis(1));
         assert_eq!(b - t0, Duration::from_millis(2));
         // An arrival after the device went idle starts at once.
         let later = t0 + Duration::from_secs(1);
         assert_eq!(
-            m.complete_at(later, Op::Read, 1) - later,
+            m.complete_at(later, Op::Read, 0) - later,
             Duration::from_millis(1)
         );
     }
