@@ -305,16 +305,25 @@ impl VdiskCommand {
                         );
                     }
                 }
-                let _held = lock(&map)?;
-                let client = MasterClient::new(&master, Duration::from_secs(timeout));
-                let extent_size = client.status().await?.extent_size;
-                let geometry = Geometry::new(size, extent_size, stripes, stripe_unit, replicas)
-                    .with_context(|| format!("vdisk {name}"))?;
-                let answer = client.allocate(&name, &geometry, &[]).await?;
-                let m = client.mapping_file(&answer)?;
-                m.save(&map)?;
-                println!("{}", describe(&m, &map));
-                Ok(())
+                let existed = map.exists();
+                let held = lock(&map)?;
+                let result = async {
+                    let client = MasterClient::new(&master, Duration::from_secs(timeout));
+                    let extent_size = client.status().await?.extent_size;
+                    let geometry = Geometry::new(size, extent_size, stripes, stripe_unit, replicas)
+                        .with_context(|| format!("vdisk {name}"))?;
+                    let answer = client.allocate(&name, &geometry, &[]).await?;
+                    let m = client.mapping_file(&answer)?;
+                    m.save(&map)?;
+                    println!("{}", describe(&m, &map));
+                    anyhow::Ok(())
+                }
+                .await;
+                if result.is_err() && !existed {
+                    // Leave no lock sidecar behind for a disk that was never written.
+                    let _ = std::fs::remove_file(held.lock_path());
+                }
+                result
             }
             VdiskAction::Show { map } => {
                 let m = MappingFile::load(&map)?;

@@ -71,6 +71,21 @@ pub struct Location {
     pub offset_in_extent: u64,
 }
 
+impl std::fmt::Display for Geometry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::size::format_size;
+        write!(
+            f,
+            "size {}, extent size {}, stripes {} x {}, replicas {}",
+            format_size(self.size),
+            format_size(self.extent_size),
+            self.stripes,
+            format_size(self.stripe_unit),
+            self.replicas
+        )
+    }
+}
+
 impl Geometry {
     /// Builds and validates a geometry.
     pub fn new(

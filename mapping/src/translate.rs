@@ -173,6 +173,9 @@ pub enum ReplicaSet {
     All,
     /// Replica `k` of every extent (reads; retry with another `k` on failure).
     Only(u32),
+    /// Replica `(extent + k) % R` of each extent: reads spread over all replicas while a
+    /// sequential run still stays on one server per column (retry with `k + 1` on failure).
+    Rotate(u32),
 }
 
 /// The whole mapping of a disk, resolved for fast translation: distinct LUNs are interned into
@@ -302,9 +305,10 @@ impl ExtentTable {
         out: &mut Vec<ServerPiece>,
     ) -> Result<(), TranslateError> {
         let r = self.geometry.replicas;
-        let ks = match replicas {
-            ReplicaSet::All => 0..r,
-            ReplicaSet::Only(k) if k < r => k..k + 1,
+        let (ks, rotate) = match replicas {
+            ReplicaSet::All => (0..r, false),
+            ReplicaSet::Only(k) if k < r => (k..k + 1, false),
+            ReplicaSet::Rotate(k) => (k % r..k % r + 1, true),
             ReplicaSet::Only(k) => {
                 return Err(TranslateError::NoSuchReplica {
                     replica: k,
@@ -316,6 +320,11 @@ impl ExtentTable {
         out.clear();
         for p in scratch.iter() {
             for k in ks.clone() {
+                let k = if rotate {
+                    ((p.extent + k as u64) % r as u64) as u32
+                } else {
+                    k
+                };
                 let slot = self.replica(p.extent, k);
                 let lun_offset = slot.start_byte + p.offset_in_extent;
                 let bs = self.targets[slot.target as usize].block_size as u64;

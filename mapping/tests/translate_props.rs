@@ -129,6 +129,18 @@ proptest! {
             prop_assert_eq!(p.lba, p.lun_offset / bs);
         }
 
+        // Reads spread over replicas: replica (extent + k) % R of each extent.
+        t.server_pieces(off, len, ReplicaSet::Rotate(k), &mut scratch, &mut out).unwrap();
+        let got = bytes_of(&out);
+        let mut want = Vec::with_capacity(len as usize);
+        for b in 0..len {
+            let l = g.locate(off + b);
+            let kk = ((l.extent + k as u64) % g.replicas as u64) as u32;
+            let slot = t.replica(l.extent, kk);
+            want.push((b, slot.target, slot.start_byte + l.offset_in_extent));
+        }
+        prop_assert_eq!(&got, &want);
+
         // Writes: every replica.
         t.server_pieces(off, len, ReplicaSet::All, &mut scratch, &mut out).unwrap();
         let got = bytes_of(&out);

@@ -96,7 +96,7 @@ pub enum MasterError {
         "this master carves servers into {master} byte extents; the request asks for {requested}"
     )]
     ExtentSizeMismatch { master: u64, requested: u64 },
-    #[error("vdisk {name:?} already exists with a different geometry ({existing:?}); requested {requested:?}")]
+    #[error("vdisk {name:?} already exists with a different geometry ({existing}); requested {requested}")]
     GeometryMismatch {
         name: String,
         existing: Geometry,
