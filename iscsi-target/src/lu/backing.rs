@@ -52,6 +52,36 @@ impl Backing {
         self.file.read_exact_at(buf, offset)
     }
 
+    /// Reads what the page cache already holds at `offset` without blocking
+    /// (preadv2 with RWF_NOWAIT); returns the number of bytes read, possibly short or zero.
+    /// Kernels or files without RWF_NOWAIT support read nothing here.
+    pub(crate) fn read_cached(&self, buf: &mut [u8], offset: u64) -> usize {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            let iov = libc::iovec {
+                iov_base: rest.as_mut_ptr().cast(),
+                iov_len: rest.len(),
+            };
+            // SAFETY: one iovec over a live, exclusively borrowed buffer; positioned read on a
+            // descriptor we own.
+            let n = unsafe {
+                libc::preadv2(
+                    self.file.as_raw_fd(),
+                    &iov,
+                    1,
+                    (offset + done as u64) as libc::off_t,
+                    libc::RWF_NOWAIT,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            done += n as usize;
+        }
+        done
+    }
+
     /// Writes `buf` at `offset`; with `fua`, the data is durable on return.
     pub(crate) fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         match (&self.dsync, fua) {

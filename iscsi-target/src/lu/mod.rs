@@ -55,6 +55,10 @@ pub const MAX_COMPARE_AND_WRITE_BLOCKS: u8 = 255;
 /// Granularity hosts should align UNMAP to (file system block).
 pub const UNMAP_GRANULARITY_BYTES: u32 = 4096;
 
+/// Largest read [`IoEngine::Adaptive`] serves from the page cache on the calling task; larger
+/// copies go to the blocking pool so they do not hold up a runtime worker.
+pub const INLINE_READ_MAX_BYTES: u64 = 64 << 10;
+
 /// Configuration of one logical unit.
 #[derive(Clone, Debug)]
 pub struct LuConfig {
@@ -76,6 +80,23 @@ pub struct LuConfig {
     pub thin_provisioning: bool,
     /// Report a non-rotating medium (VPD B1h) - true unless emulating a disk.
     pub non_rotating: bool,
+    /// Where positioned reads and writes run.
+    pub engine: IoEngine,
+}
+
+/// Where the logical unit runs its blocking backing-store calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IoEngine {
+    /// Reads of at most [`INLINE_READ_MAX_BYTES`] first try the page cache without blocking
+    /// (preadv2 RWF_NOWAIT) on the calling task; what is not cached, and every other call,
+    /// goes to tokio's blocking pool.
+    #[default]
+    Adaptive,
+    /// tokio's blocking thread pool (`spawn_blocking`) for every call.
+    BlockingPool,
+    /// On the calling async task: cheapest when the data is in the page cache, but a slow
+    /// device stalls the runtime worker. Disk emulation always uses the blocking pool.
+    Inline,
 }
 
 impl LuConfig {
@@ -92,6 +113,7 @@ impl LuConfig {
             product: "VIRTUAL DISK".to_string(),
             thin_provisioning: true,
             non_rotating: true,
+            engine: IoEngine::default(),
         }
     }
 }
@@ -539,6 +561,9 @@ impl LogicalUnit {
         &self,
         f: impl FnOnce(&Backing) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
+        if self.cfg.engine == IoEngine::Inline && self.spindle.is_none() {
+            return f(&self.backing);
+        }
         let b = self.backing.clone();
         match tokio::task::spawn_blocking(move || f(&b)).await {
             Ok(r) => r,
@@ -558,11 +583,21 @@ impl LogicalUnit {
         if len == 0 {
             return Ok(Bytes::new());
         }
+        let mut buf = BytesMut::zeroed(len as usize);
+        let mut cached = 0;
+        if self.cfg.engine == IoEngine::Adaptive
+            && self.spindle.is_none()
+            && len <= INLINE_READ_MAX_BYTES
+        {
+            cached = self.backing.read_cached(&mut buf, lba * bs);
+            if cached == buf.len() {
+                return Ok(buf.freeze());
+            }
+        }
         let deadline = self.book(len);
         let lun = self.cfg.lun;
         self.blocking(move |b| {
-            let mut buf = BytesMut::zeroed(len as usize);
-            let r = b.read_at(&mut buf, lba * bs);
+            let r = b.read_at(&mut buf[cached..], lba * bs + cached as u64);
             wait_until(deadline);
             r.map_err(|e| read_error(lun, lba, e))?;
             Ok(buf.freeze())
