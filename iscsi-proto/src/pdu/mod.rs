@@ -348,6 +348,10 @@ impl Pdu {
     }
 
     /// Builds the typed PDU from a header, its AHS area and its data segment (no padding).
+    ///
+    /// PDU types without a data segment (Task Management, Logout, R2T, SNACK) drop one if the
+    /// peer sent it anyway; AHS are only interpreted for SCSI Command (and kept raw for unknown
+    /// opcodes), as RFC 7143 defines none for the other types.
     pub fn from_parts(bhs: Bhs, ahs: Bytes, data: Bytes) -> Result<Pdu, PduError> {
         let b = &bhs;
         Ok(match b.opcode() {
