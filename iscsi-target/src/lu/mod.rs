@@ -675,9 +675,11 @@ impl LogicalUnit {
         let lun = self.cfg.lun;
         let data = data_out.slice(n..2 * n);
         let lba = range.lba;
+        let deadline = self.book(n as u64);
         self.blocking(move |b| {
-            b.write_at(&data, off, fua)
-                .map_err(|e| write_error(lun, lba, e))?;
+            let r = b.write_at(&data, off, fua);
+            wait_until(deadline);
+            r.map_err(|e| write_error(lun, lba, e))?;
             Ok(Bytes::new())
         })
         .await
@@ -697,9 +699,11 @@ impl LogicalUnit {
         let fua = range.fua || !self.wce.load(Ordering::Relaxed);
         let off = range.lba * self.cfg.block_size as u64;
         let (lun, lba) = (self.cfg.lun, range.lba);
+        let deadline = self.book(n as u64);
         self.blocking(move |b| {
-            b.write_at(&merged, off, fua)
-                .map_err(|e| write_error(lun, lba, e))?;
+            let r = b.write_at(&merged, off, fua);
+            wait_until(deadline);
+            r.map_err(|e| write_error(lun, lba, e))?;
             Ok(Bytes::new())
         })
         .await

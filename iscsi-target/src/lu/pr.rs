@@ -88,6 +88,10 @@ pub mod pr_out {
     pub const REGISTER_AND_IGNORE_EXISTING_KEY: u8 = 6;
 }
 
+/// Most registrations one logical unit keeps; more fail with INSUFFICIENT REGISTRATION
+/// RESOURCES (SPC-4 section 5.13.7).
+pub const MAX_REGISTRATIONS: usize = 1024;
+
 fn valid_type(t: u8) -> bool {
     matches!(t, 1 | 3 | 5..=8)
 }
@@ -358,6 +362,11 @@ impl Reservations {
                     None => {
                         if !ignore && key != 0 {
                             Err(conflict())
+                        } else if sa_key != 0 && st.registrations.len() >= MAX_REGISTRATIONS {
+                            Err(Failure::Check(Sense::new(
+                                SenseKey::ILLEGAL_REQUEST,
+                                Asc::INSUFFICIENT_REGISTRATION_RESOURCES,
+                            )))
                         } else {
                             if sa_key != 0 {
                                 st.registrations.push((n.clone(), sa_key));
