@@ -658,12 +658,14 @@ impl LogicalUnit {
     }
 
     async fn compare_and_write(&self, range: BlockRange, data_out: Bytes) -> CmdResult {
-        if range.blocks == 0 {
-            return Ok(Bytes::new());
-        }
         let n = range.blocks as usize * self.cfg.block_size as usize;
         if data_out.len() != 2 * n {
-            return Err(illegal(Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT));
+            // More data-out than the NUMBER OF LOGICAL BLOCKS describes (e.g. 256 blocks
+            // wrapped to 0 in the one-byte field).
+            return Err(invalid_cdb(13, None));
+        }
+        if range.blocks == 0 {
+            return Ok(Bytes::new());
         }
         let _exclusive = self.write_order.write().await;
         let medium = self.read(range.lba, range.blocks).await?;

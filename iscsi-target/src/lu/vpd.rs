@@ -66,10 +66,11 @@ pub(crate) fn standard_inquiry(lu: &LogicalUnit) -> BytesMut {
     b
 }
 
-/// Logical blocks per physical block exponent: physical blocks are 4 KiB (the page and file
-/// system block size), so initiators align to them.
-pub(crate) fn lbppbe(block_size: u32) -> u8 {
-    (4096 / block_size).max(1).trailing_zeros() as u8
+/// Logical blocks per physical block exponent: zero (the 4 KiB preference is given as the
+/// OPTIMAL TRANSFER LENGTH GRANULARITY of VPD B0h instead), because initiators such as
+/// libiscsi's conformance suite expect GET LBA STATUS answers at logical block granularity.
+pub(crate) fn lbppbe(_block_size: u32) -> u8 {
+    0
 }
 
 /// The NAA IEEE Registered Extended designator (NAA 6), derived from the serial number.
