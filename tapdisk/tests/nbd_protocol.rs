@@ -690,3 +690,56 @@ async fn tcp_and_unix_listeners_serve_and_shut_down() {
     assert_eq!(tcp.read(&mut b).await.unwrap(), 0);
     assert_eq!(setup.server.counters().snapshot().connections_accepted, 2);
 }
+
+struct Recorder(std::sync::Mutex<Vec<pvd::nbd::RequestTiming>>);
+
+impl pvd::nbd::RequestObserver for Recorder {
+    fn on_request(&self, timing: &pvd::nbd::RequestTiming) {
+        self.0.lock().unwrap().push(*timing);
+    }
+}
+
+#[tokio::test]
+async fn observer_sees_every_request_in_stage_order() {
+    let rec = Arc::new(Recorder(std::sync::Mutex::new(Vec::new())));
+    let backend = Arc::new(MemBackend::with_limits(SIZE, 512, MAX_REQ));
+    let server = NbdServer::new(backend, NbdConfig::default()).with_observer(rec.clone());
+    let (stop, rx) = watch::channel(false);
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let h = tokio::spawn(async move { server.serve_stream(b, rx).await });
+    let mut c = Client { s: a };
+    c.greet(3).await;
+    c.go().await;
+    assert_eq!(
+        c.call(CommandType::WRITE, 0, 0, 4096, &[1u8; 4096]).await.0,
+        Errno::OK
+    );
+    assert_eq!(
+        c.call(CommandType::READ, 0, 0, 4096, &[]).await.0,
+        Errno::OK
+    );
+    assert_eq!(
+        c.call(CommandType::READ, 0, SIZE, 512, &[]).await.0,
+        Errno::EINVAL
+    );
+    c.request(CommandType::DISC, 0, 1, 0, 0, &[]).await;
+    h.await.unwrap().unwrap();
+    drop(stop);
+    let seen = rec.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen.iter()
+            .map(|t| (t.command, t.length, t.error))
+            .collect::<Vec<_>>(),
+        vec![
+            (CommandType::WRITE, 4096, Errno::OK),
+            (CommandType::READ, 4096, Errno::OK),
+            (CommandType::READ, 512, Errno::EINVAL),
+        ]
+    );
+    for t in &seen {
+        assert!(t.received <= t.dispatched);
+        assert!(t.dispatched <= t.completed);
+        assert!(t.completed <= t.replied);
+    }
+}
