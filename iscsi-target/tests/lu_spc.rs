@@ -332,3 +332,30 @@ async fn persistent_reservations_conflicts() {
     );
     assert_eq!(o.decoded_sense().unwrap().key, SenseKey::ILLEGAL_REQUEST);
 }
+
+#[tokio::test]
+async fn lun_reset_raises_one_unit_attention_per_nexus() {
+    let (_f, lu) = unit();
+    let (a, b, late) = (nexus(1), nexus(2), nexus(3));
+    good(&lu, &a, &build::test_unit_ready(), &[]).await;
+    good(&lu, &b, &build::test_unit_ready(), &[]).await;
+    lu.lun_reset();
+    // INQUIRY neither reports nor clears the condition.
+    good(&lu, &a, &build::inquiry(None, 36), &[]).await;
+    let o = run(&lu, &a, &build::test_unit_ready(), &[]).await;
+    let s = o.decoded_sense().unwrap();
+    assert_eq!(
+        (s.key, s.asc),
+        (
+            SenseKey::UNIT_ATTENTION,
+            Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED
+        )
+    );
+    good(&lu, &a, &build::test_unit_ready(), &[]).await;
+    // REQUEST SENSE reports and clears it for B.
+    let d = good(&lu, &b, &build::request_sense(18, false), &[]).await;
+    assert_eq!((d[2] & 0x0F, d[12], d[13]), (0x06, 0x29, 0x03));
+    good(&lu, &b, &build::test_unit_ready(), &[]).await;
+    // A nexus first seen after the reset gets none.
+    good(&lu, &late, &build::read10(0, 1, false), &[]).await;
+}

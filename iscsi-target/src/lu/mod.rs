@@ -12,12 +12,14 @@
 //! * [`mode`]: mode pages (SPC-4 section 7.5, SBC-3 section 6.4).
 //! * [`vpd`]: INQUIRY data and VPD pages.
 //! * [`opcodes`]: REPORT SUPPORTED OPERATION CODES.
+//! * `ua`: unit attention conditions (after LOGICAL UNIT RESET).
 
 mod backing;
 pub mod emulation;
 mod mode;
 mod opcodes;
 pub mod pr;
+mod ua;
 mod vpd;
 
 use std::path::PathBuf;
@@ -234,6 +236,7 @@ pub struct LogicalUnit {
     /// Caching mode page WCE: when clear every write is written through (FUA).
     wce: AtomicBool,
     reservations: pr::Reservations,
+    unit_attentions: ua::UnitAttentions,
 }
 
 impl LogicalUnit {
@@ -266,6 +269,7 @@ impl LogicalUnit {
             d_sense: AtomicBool::new(false),
             wce: AtomicBool::new(true),
             reservations: pr::Reservations::default(),
+            unit_attentions: ua::UnitAttentions::default(),
             cfg,
         })
     }
@@ -344,10 +348,19 @@ impl LogicalUnit {
 
     /// LOGICAL UNIT RESET task management function (SAM-5 section 7.7): tasks are aborted by
     /// the transport; persistent reservations survive (SPC-4 section 5.13.1); mode pages go
-    /// back to their defaults.
+    /// back to their defaults; every I_T nexus that has used this unit gets a unit attention
+    /// (BUS DEVICE RESET FUNCTION OCCURRED) on its next command.
     pub fn lun_reset(&self) {
         self.d_sense.store(false, Ordering::Relaxed);
         self.wce.store(true, Ordering::Relaxed);
+        self.unit_attentions
+            .establish(Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED, None);
+    }
+
+    /// The I_T nexus is gone (logout or connection loss without reinstatement): forget its
+    /// unit attention state. Persistent reservations are kept, as SPC-4 requires.
+    pub fn nexus_lost(&self, nexus: &Nexus) {
+        self.unit_attentions.forget(nexus);
     }
 
     /// Persistent reservation state (for inspection and tests).
@@ -356,6 +369,9 @@ impl LogicalUnit {
     }
 
     async fn dispatch(&self, nexus: &Nexus, cdb: Cdb, data_out: Bytes) -> CmdResult {
+        if let Some(ua) = self.unit_attentions.take(nexus, &cdb) {
+            return Err(Failure::Check(ua));
+        }
         self.reservations
             .check_access(nexus, &cdb)
             .map_err(Failure::Status)?;
@@ -374,7 +390,10 @@ impl LogicalUnit {
             Cdb::TestUnitReady | Cdb::PreventAllow { .. } => Ok(Bytes::new()),
             Cdb::StartStopUnit { .. } => Ok(Bytes::new()),
             Cdb::RequestSense { desc, alloc_len } => {
-                let s = Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE);
+                let s = self
+                    .unit_attentions
+                    .take_for_request_sense(nexus)
+                    .unwrap_or(Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE));
                 let fmt = if desc {
                     SenseFormat::Descriptor
                 } else {
