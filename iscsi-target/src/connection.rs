@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::data_out::{BurstRules, WriteCollect};
+use crate::data_out::{BurstRules, DataOutError, WriteCollect};
 use crate::lu::{Nexus, MAX_TRANSFER_BYTES};
 use crate::pdu_reader::{PduReader, ReadError};
 use crate::scsi_task::{self, CommandInfo};
@@ -538,15 +538,38 @@ impl Conn {
                 b.freeze()
             }
         };
-        let info = CommandInfo {
+        let edtl = cmd.expected_data_transfer_length;
+        let lu = lun_index.map(|i| self.shared.luns[i].clone());
+        let write_len = match (&lu, cmd.write) {
+            (Some(lu), true) => lu.expected_data_out_len(&cdb),
+            _ => 0,
+        };
+        let mut info = CommandInfo {
             itt: cmd.itt,
             lun: cmd.lun,
             lun_index,
             cdb,
-            edtl: cmd.expected_data_transfer_length,
+            edtl,
             read: cmd.read,
             write: cmd.write,
+            write_len,
         };
+        // RFC 7143 section 11.4.5.1: a WRITE longer than the Expected Data Transfer Length
+        // writes only what is transferred (whole blocks), and reports the overflow.
+        let mut answer_now: Option<Option<Sense>> = None;
+        if let Some(lu) = lu.as_ref().filter(|_| cmd.write && (edtl as u64) < write_len) {
+            let bs = lu.block_size();
+            if edtl % bs != 0 {
+                answer_now = Some(Some(Sense::new(
+                    iscsi_proto::scsi::SenseKey::ILLEGAL_REQUEST,
+                    Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
+                )));
+            } else if edtl == 0 {
+                answer_now = Some(None);
+            } else if let Some(c) = scsi_task::cut_write_cdb(&info.cdb, edtl / bs) {
+                info.cdb = c;
+            }
+        }
         let registered = self.shared.register(
             cmd.itt,
             TaskEntry {
@@ -565,18 +588,23 @@ impl Conn {
             self.reject(RejectReason::TASK_IN_PROGRESS, &bhs);
             return;
         }
-        let edtl = cmd.expected_data_transfer_length;
+        if let Some(sense) = answer_now {
+            // Data-out that follows is discarded (the task is no longer known).
+            let pdus = scsi_task::answer(&info, sense);
+            self.shared.complete(info.itt, pdus);
+            return;
+        }
         if !cmd.write || edtl == 0 {
             self.spawn(info, Bytes::new(), 0);
             return;
         }
         if edtl > MAX_WRITE_BUFFER {
-            let pdus = scsi_task::check_condition(
+            let pdus = scsi_task::answer(
                 &info,
-                Sense::new(
+                Some(Sense::new(
                     iscsi_proto::scsi::SenseKey::ILLEGAL_REQUEST,
                     Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
-                ),
+                )),
             );
             self.shared.complete(info.itt, pdus);
             return;
@@ -637,6 +665,21 @@ impl Conn {
                         let n = wc.r2ts();
                         self.spawn(wc.info, data, n);
                     }
+                }
+                None
+            }
+            Err(e @ DataOutError::DataSn { .. }) => {
+                // A sequence error fails the command, the connection goes on.
+                tracing::info!(itt = d.itt, error = %e, "Data-Out out of sequence: command failed");
+                if let Some(wc) = self.writes.remove(&d.itt) {
+                    let pdus = scsi_task::answer(
+                        &wc.info,
+                        Some(Sense::new(
+                            iscsi_proto::scsi::SenseKey::ABORTED_COMMAND,
+                            Asc::new(0x4b, 0x00),
+                        )),
+                    );
+                    self.shared.complete(d.itt, pdus);
                 }
                 None
             }

@@ -20,6 +20,8 @@ pub(crate) enum DataOutError {
     PastEnd { offset: u32, len: usize, edtl: u32 },
     #[error("unsolicited Data-Out at offset {offset} with {len} bytes runs past the first burst of {limit} bytes")]
     PastFirstBurst { offset: u32, len: usize, limit: u32 },
+    #[error("Data-Out carries DataSN {got}, expected {expected} (RFC 7143 section 11.7.5)")]
+    DataSn { expected: u32, got: u32 },
     #[error("Data-Out with TTT {ttt:#x} answers no outstanding R2T")]
     UnknownTtt { ttt: u32 },
     #[error("Data-Out at offset {offset} with {len} bytes is outside its R2T ({start}+{length})")]
@@ -36,6 +38,8 @@ struct OutstandingR2t {
     ttt: u32,
     offset: u32,
     len: u32,
+    /// DataSN the next Data-Out of this sequence must carry.
+    data_sn: u32,
 }
 
 /// Negotiated values governing data-out.
@@ -58,6 +62,8 @@ pub(crate) struct WriteCollect {
     /// The next offset to solicit.
     next_solicit: u32,
     r2t_sn: u32,
+    /// DataSN the next unsolicited Data-Out must carry.
+    unsolicited_sn: u32,
     outstanding: Vec<OutstandingR2t>,
 }
 
@@ -86,6 +92,7 @@ impl WriteCollect {
             unsolicited_end,
             next_solicit: unsolicited_end,
             r2t_sn: 0,
+            unsolicited_sn: 0,
             outstanding: Vec::new(),
         }
     }
@@ -122,6 +129,7 @@ impl WriteCollect {
                 ttt,
                 offset: self.next_solicit,
                 len,
+                data_sn: 0,
             });
             out.push(Pdu::R2t(R2t {
                 lun: self.info.lun,
@@ -161,13 +169,27 @@ impl WriteCollect {
                     limit: self.unsolicited_end,
                 });
             }
+            if d.data_sn != self.unsolicited_sn {
+                return Err(DataOutError::DataSn {
+                    expected: self.unsolicited_sn,
+                    got: d.data_sn,
+                });
+            }
+            self.unsolicited_sn += 1;
         } else {
             let i = self
                 .outstanding
                 .iter()
                 .position(|r| r.ttt == d.ttt)
                 .ok_or(DataOutError::UnknownTtt { ttt: d.ttt })?;
-            let r = &self.outstanding[i];
+            let r = &mut self.outstanding[i];
+            if d.data_sn != r.data_sn {
+                return Err(DataOutError::DataSn {
+                    expected: r.data_sn,
+                    got: d.data_sn,
+                });
+            }
+            r.data_sn += 1;
             if d.buffer_offset < r.offset || end > r.offset as u64 + r.len as u64 {
                 return Err(DataOutError::OutsideR2t {
                     offset: d.buffer_offset,

@@ -28,6 +28,37 @@ pub(crate) struct CommandInfo {
     pub edtl: u32,
     pub read: bool,
     pub write: bool,
+    /// Data-out bytes the CDB as received asks for (residuals are computed against it).
+    pub write_len: u64,
+}
+
+/// SBC-3 WRITE and WRITE AND VERIFY opcodes and where their TRANSFER LENGTH sits
+/// (offset, width in bytes).
+fn write_length_field(opcode: u8) -> Option<(usize, usize)> {
+    match opcode {
+        0x2a | 0x2e => Some((7, 2)),
+        0xaa | 0xae => Some((6, 4)),
+        0x8a | 0x8e => Some((10, 4)),
+        _ => None,
+    }
+}
+
+/// RFC 7143 section 11.4.5.1: when the Expected Data Transfer Length is shorter than what a
+/// WRITE moves, only EDTL bytes are transferred and written. Returns the CDB with its TRANSFER
+/// LENGTH cut to `blocks`, or None for commands this does not apply to.
+pub(crate) fn cut_write_cdb(cdb: &[u8], blocks: u32) -> Option<Bytes> {
+    let (at, width) = write_length_field(*cdb.first()?)?;
+    if cdb.len() < at + width {
+        return None;
+    }
+    let mut c = BytesMut::from(cdb);
+    if width == 2 {
+        let b = u16::try_from(blocks).ok()?;
+        c[at..at + 2].copy_from_slice(&b.to_be_bytes());
+    } else {
+        c[at..at + 4].copy_from_slice(&blocks.to_be_bytes());
+    }
+    Some(c.freeze())
 }
 
 /// Standard INQUIRY data for a LUN that does not exist: peripheral qualifier 011b, device type
@@ -85,27 +116,26 @@ pub(crate) async fn run(
         }
         (_, None) => lun_not_supported(),
     };
-    let write_len = if info.write {
-        lu.map_or(0, |lu| lu.expected_data_out_len(&info.cdb))
-    } else {
-        0
-    };
     respond(
         info,
         outcome,
-        write_len,
+        info.write_len,
         r2ts,
         shared.params.max_send_data_segment_length as usize,
         shared.params.max_burst_length as usize,
     )
 }
 
-/// A CHECK CONDITION answer for `info` without running it.
-pub(crate) fn check_condition(info: &CommandInfo, sense: Sense) -> Vec<Pdu> {
+/// An answer for `info` without running it (GOOD when `sense` is None).
+pub(crate) fn answer(info: &CommandInfo, sense: Option<Sense>) -> Vec<Pdu> {
+    let outcome = match sense {
+        Some(s) => ScsiOutcome::check_condition(&s, SenseFormat::Fixed),
+        None => ScsiOutcome::good(Bytes::new()),
+    };
     respond(
         info,
-        ScsiOutcome::check_condition(&sense, SenseFormat::Fixed),
-        0,
+        outcome,
+        info.write_len,
         0,
         usize::MAX,
         usize::MAX,
