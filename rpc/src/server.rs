@@ -225,10 +225,18 @@ impl RpcServer {
         &self.shared.drc
     }
 
-    /// Accepts connections on `listener` forever, serving each on its own task.
+    /// Accepts connections on `listener` forever, serving each on its own task. Accept errors
+    /// (e.g. out of file descriptors) are logged and retried after a pause.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         loop {
-            let (stream, peer) = listener.accept().await?;
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let me = self.clone();
             let span = tracing::debug_span!("rpc_conn", %peer);
