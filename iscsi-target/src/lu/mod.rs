@@ -383,6 +383,12 @@ impl LogicalUnit {
         }
         let need = cdb.data_out_len(self.cfg.block_size);
         if (data_out.len() as u64) < need {
+            tracing::debug!(
+                lun = self.cfg.lun,
+                need,
+                got = data_out.len(),
+                "data-out shorter than the CDB describes"
+            );
             return Err(illegal(Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT));
         }
         let bs = self.cfg.block_size as u64;
