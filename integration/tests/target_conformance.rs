@@ -66,7 +66,16 @@ fn parse(out: &str) -> Tally {
 fn run_suite(url: &str) -> (Tally, String) {
     let bin = require_tool("iscsi-test-cu");
     let out = Command::new(bin)
-        .args(["--dataloss", "-i", INITIATOR, "-I", INITIATOR2, url, "-t", "ALL"])
+        .args([
+            "--dataloss",
+            "-i",
+            INITIATOR,
+            "-I",
+            INITIATOR2,
+            url,
+            "-t",
+            "ALL",
+        ])
         .output()
         .expect("run iscsi-test-cu");
     let text = format!(
