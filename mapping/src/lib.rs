@@ -7,6 +7,7 @@ pub mod lock;
 pub mod mapfile;
 pub mod master;
 pub mod placement;
+pub mod serve;
 pub mod server;
 pub mod size;
 pub mod translate;
@@ -15,6 +16,7 @@ pub use geometry::{Geometry, GeometryError, Location};
 pub use lock::{LockError, MappingLock};
 pub use mapfile::{ExtentEntry, MapFileError, MappingFile, MAPPING_VERSION};
 pub use placement::{place, PlacementError, ServerFree};
+pub use serve::{open_for_serving, OpenMappingError, ServedMapping};
 pub use server::{ExtentReplica, ServerId, ServerInfo};
 pub use size::{format_size, parse_size, SizeError};
 pub use translate::{

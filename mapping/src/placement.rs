@@ -50,7 +50,10 @@ pub fn place(
             available,
         });
     }
-    let needed = extents.len() as u64 * replicas as u64;
+    let mut sorted: Vec<u64> = extents.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let needed = sorted.len() as u64 * replicas as u64;
     let total: u64 = free.iter().map(|s| s.free).sum();
     if total < needed {
         return Err(PlacementError::NoRoom {
@@ -58,12 +61,13 @@ pub fn place(
             free: total,
         });
     }
+    if !feasible(&free, sorted.len() as u64, replicas) {
+        return Err(PlacementError::NoDistinctServer { extent: sorted[0] });
+    }
     let w = stripes.max(1) as u64;
     let mut out: BTreeMap<u64, Vec<ServerId>> = BTreeMap::new();
-    let mut sorted: Vec<u64> = extents.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    for &x in &sorted {
+    for (j, &x) in sorted.iter().enumerate() {
+        let remaining_after = (sorted.len() - j - 1) as u64;
         let group = x / w;
         let column = x % w;
         let placed =
@@ -83,10 +87,13 @@ pub fn place(
         } else {
             None
         };
+        // Preferred: off the group's other servers, most free space, same server as this column
+        // in the previous group (contiguity), lowest id.
+        let mut trial = free.clone();
         let mut chosen: Vec<ServerId> = Vec::with_capacity(replicas as usize);
         for k in 0..replicas as usize {
             let sticky_k = sticky.as_ref().and_then(|v| v.get(k).copied());
-            let best = free
+            let best = trial
                 .iter_mut()
                 .filter(|s| s.free > 0 && !chosen.contains(&s.id))
                 .max_by_key(|s| {
@@ -101,9 +108,31 @@ pub fn place(
             best.free -= 1;
             chosen.push(best.id);
         }
+        if !feasible(&trial, remaining_after, replicas) {
+            // The preference would strand the remaining extents; the `R` servers with the most
+            // free space always keep a feasible problem feasible.
+            trial = free.clone();
+            chosen.clear();
+            for _ in 0..replicas {
+                let best = trial
+                    .iter_mut()
+                    .filter(|s| s.free > 0 && !chosen.contains(&s.id))
+                    .max_by_key(|s| (s.free, std::cmp::Reverse(s.id)))
+                    .ok_or(PlacementError::NoDistinctServer { extent: x })?;
+                best.free -= 1;
+                chosen.push(best.id);
+            }
+        }
+        free = trial;
         out.insert(x, chosen);
     }
     Ok(out)
+}
+
+/// Whether `m` more extents of `r` distinct servers each fit: a server can give at most one
+/// slot to each extent, so it contributes `min(free, m)`.
+fn feasible(free: &[ServerFree], m: u64, r: u32) -> bool {
+    free.iter().map(|s| s.free.min(m)).sum::<u64>() >= m * r as u64
 }
 
 #[cfg(test)]
@@ -153,7 +182,27 @@ mod tests {
         ];
         assert_eq!(
             place(&lopsided, 1, 2, &[0, 1], &BTreeMap::new()),
-            Err(PlacementError::NoDistinctServer { extent: 1 })
+            Err(PlacementError::NoDistinctServer { extent: 0 })
         );
+    }
+
+    #[test]
+    fn tight_fit_found_when_the_preference_would_strand_extents() {
+        // 10 extents x 3 replicas = 30 = all free slots; server 4 must hold a replica of every
+        // extent.
+        let frees = [7, 4, 5, 4, 10];
+        let servers: Vec<ServerFree> = frees
+            .iter()
+            .enumerate()
+            .map(|(i, &free)| ServerFree {
+                id: ServerId(i as u32),
+                free,
+            })
+            .collect();
+        let extents: Vec<u64> = (0..10).collect();
+        let p = place(&servers, 2, 3, &extents, &BTreeMap::new()).unwrap();
+        for reps in p.values() {
+            assert!(reps.contains(&ServerId(4)));
+        }
     }
 }
