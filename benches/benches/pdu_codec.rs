@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p pvd-benches --bench pdu_codec`
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use iscsi_proto::digest::DigestConfig;
@@ -62,6 +64,31 @@ fn bench(c: &mut Criterion) {
                     |mut buf| black_box(dec.decode(&mut buf).unwrap().unwrap()),
                     BatchSize::SmallInput,
                 )
+            });
+
+            // 64 back-to-back PDUs in one receive buffer, as a busy connection sees them.
+            g.bench_function("decode_stream_per_pdu", |b| {
+                let limits = Limits::with_max_recv_data_segment_length(262144);
+                let mut dec = PduDecoder::new(limits, d);
+                let mut stream = BytesMut::new();
+                for _ in 0..64 {
+                    stream.extend_from_slice(&wire);
+                }
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let mut buf = stream.clone();
+                        let n = left.min(64);
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            black_box(dec.decode(&mut buf).unwrap().unwrap());
+                        }
+                        total += start.elapsed();
+                        left -= n;
+                    }
+                    total
+                })
             });
 
             g.bench_function("encode", |b| {
