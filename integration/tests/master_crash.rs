@@ -6,8 +6,8 @@
 
 use pvd_integration::{free_port, pvd, run_ok, wait_for_port, Proc};
 use pvd_mapping::master::proto::XVdiskMap;
-use pvd_mapping::master::{MasterClient, Store};
-use pvd_mapping::{ExtentReplica, Geometry, MappingFile};
+use pvd_mapping::master::{register_luns_with, MasterClient, RegisterOptions, Store};
+use pvd_mapping::{ExtentReplica, Geometry, MappingFile, ServerId, ServerInfo};
 use rand::Rng;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -334,4 +334,69 @@ fn kill_9_under_a_stream_of_allocations_loses_nothing_acknowledged() {
         acked.len(),
         released.len()
     );
+}
+
+#[test]
+fn targets_register_before_the_master_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let master = format!("127.0.0.1:{port}");
+    let luns: Vec<ServerInfo> = (0..2u16)
+        .map(|i| ServerInfo {
+            portal: format!("127.0.0.1:{}", 3260 + i),
+            iqn: "iqn.2026-01.org.pvd:early".into(),
+            lun: i as u64,
+            capacity_bytes: 8 * MIB,
+            block_size: 512,
+        })
+        .collect();
+    let early = {
+        let (master, luns) = (master.clone(), luns.clone());
+        std::thread::spawn(move || {
+            rt().block_on(register_luns_with(
+                &master,
+                luns,
+                RegisterOptions {
+                    overall_timeout: Some(Duration::from_secs(60)),
+                },
+            ))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let _m = start_master(&dir.path().join("state"), port, &[], &[]);
+    let ids = early
+        .join()
+        .unwrap()
+        .expect("registration once the master is up");
+    assert_eq!(ids, vec![ServerId(1), ServerId(2)]);
+    // Registering again (a restarted target) gives the same ids.
+    let again = rt()
+        .block_on(register_luns_with(
+            &master,
+            luns,
+            RegisterOptions::default(),
+        ))
+        .unwrap();
+    assert_eq!(again, ids);
+
+    // With nobody listening, the bounded timeout gives a clear error.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let start = Instant::now();
+    let err = rt()
+        .block_on(register_luns_with(
+            &nobody,
+            vec![ServerInfo {
+                portal: "127.0.0.1:3260".into(),
+                iqn: "iqn.x".into(),
+                lun: 0,
+                capacity_bytes: 8 * MIB,
+                block_size: 512,
+            }],
+            RegisterOptions {
+                overall_timeout: Some(Duration::from_secs(2)),
+            },
+        ))
+        .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(err.to_string().contains("no answer from master"), "{err}");
 }

@@ -327,6 +327,52 @@ mod tests {
     }
 
     #[test]
+    fn constants_match_master_x() {
+        let x = include_str!("../../master.x");
+        assert!(x.contains(&format!("}} = {:#X};", PVD_MASTER_PROG).replace("0X", "0x")));
+        assert!(x.contains(&format!("}} = {PVD_MASTER_V1};")));
+        for (name, n) in [
+            ("PVD_NULL(void)", procs::NULL),
+            (
+                "PVD_REGISTER_SERVER(pvd_server_info)",
+                procs::REGISTER_SERVER,
+            ),
+            ("PVD_ALLOCATE(pvd_allocate_args)", procs::ALLOCATE),
+            ("PVD_RELEASE(pvd_vdisk_ref)", procs::RELEASE),
+            ("PVD_LOOKUP(pvd_vdisk_ref)", procs::LOOKUP),
+            ("PVD_LIST_SERVERS(void)", procs::LIST_SERVERS),
+            ("PVD_LIST_VDISKS(void)", procs::LIST_VDISKS),
+            ("PVD_STATUS(void)", procs::STATUS),
+        ] {
+            assert!(x.contains(&format!("{name} = {n};")), "{name} = {n}");
+        }
+        for (name, v) in [
+            ("PVD_MAX_NAME", PVD_MAX_NAME),
+            ("PVD_MAX_ADDR", PVD_MAX_ADDR),
+            ("PVD_MAX_MESSAGE", PVD_MAX_MESSAGE),
+            ("PVD_MAX_REPLICAS", PVD_MAX_REPLICAS),
+            ("PVD_MAX_EXTENTS", PVD_MAX_EXTENTS),
+            ("PVD_MAX_SERVERS", PVD_MAX_SERVERS),
+            ("PVD_MAX_VDISKS", PVD_MAX_VDISKS),
+        ] {
+            assert!(x.contains(&format!("const {name} = {v};")), "{name}");
+        }
+        for s in [
+            Status::OK,
+            Status::ERR_INVALID,
+            Status::ERR_NO_ROOM,
+            Status::ERR_NOT_ENOUGH_SERVERS,
+            Status::ERR_GEOMETRY_MISMATCH,
+            Status::ERR_NOT_FOUND,
+            Status::ERR_SERVER_CHANGED,
+            Status::ERR_IO,
+        ] {
+            let name = format!("PVD_{} = {}", s.name().unwrap(), s.0);
+            assert!(x.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
     fn over_long_lists_are_refused_before_allocation() {
         let mut wire = vec![0, 0, 0, 0];
         wire.extend_from_slice(&(PVD_MAX_SERVERS + 1).to_be_bytes());
