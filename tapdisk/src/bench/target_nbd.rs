@@ -74,12 +74,10 @@ impl IoEngine for NbdEngine {
                 "request {req:?} in slot {slot} exceeds the engine's limits"
             )));
         }
-        let pattern = Arc::clone(&self.pattern);
+        let conn = self.conn.as_mut().expect("connection lives until drop");
         let r = match req.op {
-            Op::Read => self.conn().send_read(slot as u64, req.offset, req.len),
-            Op::Write => self
-                .conn()
-                .send_write(slot as u64, req.offset, &pattern[..len]),
+            Op::Read => conn.send_read(slot as u64, req.offset, req.len),
+            Op::Write => conn.send_write(slot as u64, req.offset, &self.pattern[..len]),
         };
         r.map_err(|e| self.err(e))?;
         self.slots[slot] = Some(req);
@@ -91,7 +89,7 @@ impl IoEngine for NbdEngine {
         let slot = usize::try_from(reply.handle)
             .ok()
             .filter(|&s| s < self.slots.len());
-        let Some(req) = slot.and_then(|s| self.slots[s].take()) else {
+        let Some((slot, req)) = slot.and_then(|s| self.slots[s].take().map(|r| (s, r))) else {
             return Err(BenchError::Protocol(format!(
                 "{}: reply for handle {} that is not in flight",
                 self.target, reply.handle
@@ -105,12 +103,11 @@ impl IoEngine for NbdEngine {
         }
         if req.op == Op::Read {
             let len = req.len as usize;
-            let mut scratch = std::mem::take(&mut self.scratch);
-            let r = self.conn().recv_payload(&mut scratch[..len]);
-            self.scratch = scratch;
+            let conn = self.conn.as_mut().expect("connection lives until drop");
+            let r = conn.recv_payload(&mut self.scratch[..len]);
             r.map_err(|e| self.err(e))?;
         }
-        Ok(slot.expect("checked above"))
+        Ok(slot)
     }
 }
 
