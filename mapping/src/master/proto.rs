@@ -372,6 +372,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes never panic any decoder of the program (the master decodes
+        /// arguments from anyone who connects).
+        #[test]
+        fn decoders_do_not_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = from_bytes::<XServerInfo>(&bytes);
+            let _ = from_bytes::<XAllocateArgs>(&bytes);
+            let _ = from_bytes::<XVdiskRef>(&bytes);
+            let _ = from_bytes::<MapRes>(&bytes);
+            let _ = from_bytes::<ListServersRes>(&bytes);
+            let _ = from_bytes::<ListVdisksRes>(&bytes);
+            let _ = from_bytes::<StatusRes>(&bytes);
+            let _ = from_bytes::<RegisterRes>(&bytes);
+            let _ = from_bytes::<ReleaseRes>(&bytes);
+        }
+    }
+
     #[test]
     fn over_long_lists_are_refused_before_allocation() {
         let mut wire = vec![0, 0, 0, 0];

@@ -20,6 +20,10 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest portal or IQN string accepted (RFC 7143 section 4.2.7.1 caps names at 223 bytes).
 pub const MAX_ADDR_LEN: usize = 255;
 
+/// Most extent slots one server is carved into (256 TiB at 64 MiB extents); a larger LUN is
+/// used up to this many extents, keeping the master's free lists bounded.
+pub const MAX_SLOTS_PER_SERVER: u64 = 1 << 22;
+
 /// A vdisk number given by the master; never 0 (0 means "by name" in requests).
 pub type VdiskId = u64;
 
@@ -120,8 +124,40 @@ pub struct ServerState {
     pub id: ServerId,
     pub info: ServerInfo,
     pub slots: u64,
-    /// Free slots; the lowest is used first so a column's extents stay contiguous.
+    /// Free slots; the lowest is used first so a column's extents stay contiguous. Stored in
+    /// snapshots as `[first, end)` runs, so a large empty server costs a few bytes.
+    #[serde(with = "slots_as_runs")]
     pub free: BTreeSet<u64>,
+}
+
+mod slots_as_runs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeSet;
+
+    pub fn serialize<S: Serializer>(set: &BTreeSet<u64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &x in set {
+            match runs.last_mut() {
+                Some(last) if last.1 == x => last.1 = x + 1,
+                _ => runs.push((x, x + 1)),
+            }
+        }
+        runs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<u64>, D::Error> {
+        let runs: Vec<(u64, u64)> = Vec::deserialize(d)?;
+        let mut set = BTreeSet::new();
+        for (a, b) in runs {
+            if a >= b || b > super::MAX_SLOTS_PER_SERVER {
+                return Err(serde::de::Error::custom(format!(
+                    "bad free-slot run [{a}, {b})"
+                )));
+            }
+            set.extend(a..b);
+        }
+        Ok(set)
+    }
 }
 
 /// A virtual disk and its extents.
@@ -245,7 +281,9 @@ impl MasterState {
                 extent_size: self.extent_size,
             });
         }
-        let slots = info.extent_slots(self.extent_size);
+        let slots = info
+            .extent_slots(self.extent_size)
+            .min(MAX_SLOTS_PER_SERVER);
         if slots == 0 {
             return Err(MasterError::TooSmall {
                 portal: info.portal.clone(),
@@ -395,6 +433,9 @@ impl MasterState {
             Record::RegisterServer { id, info, slots } => {
                 if self.servers.contains_key(id) {
                     return Err(format!("{id} registered twice"));
+                }
+                if *slots > MAX_SLOTS_PER_SERVER {
+                    return Err(format!("{id} has {slots} slots, above the limit"));
                 }
                 self.servers.insert(
                     *id,
