@@ -123,3 +123,34 @@ fn demo_defaults_fit_the_acceptance_arithmetic() {
         "T = {t_us} us"
     );
 }
+
+/// The real cluster: master, targets and a tapdisk as `pvd` child processes; data written
+/// through the striped disk reads back.
+#[test]
+#[ignore = "needs `pvd tapdisk` (the data path); run with --ignored"]
+fn process_cluster_serves_a_striped_vdisk() {
+    use pvd::bench::cluster::{ClusterConfig, ProcessCluster};
+    use pvd::bench::service_time::parse_disk_model;
+    use pvd::bench::NbdConnection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ClusterConfig {
+        disk_model: parse_disk_model("latency_us=10,mbps=1000").unwrap(),
+        vdisk_size: 64 << 20,
+        stripe_unit: 256 << 10,
+        lun_size: 256 << 20,
+        work_dir: dir.path().to_path_buf(),
+    };
+    let mut cluster = ProcessCluster::new(env!("CARGO_BIN_EXE_pvd").into(), config);
+    let target = cluster.start(2, 2).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = NbdConnection::connect(&target).unwrap();
+    assert_eq!(conn.size(), 64 << 20);
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    conn.write_at(3 << 20, &data).unwrap();
+    conn.flush().unwrap();
+    let mut back = vec![0u8; data.len()];
+    conn.read_at(3 << 20, &mut back).unwrap();
+    assert!(back == data);
+    conn.disconnect().unwrap();
+    cluster.stop();
+}

@@ -232,31 +232,39 @@ impl Cluster for ProcessCluster {
         }
         let master = self.ensure_master()?;
         self.ensure_targets(servers, master)?;
-        // Targets register asynchronously: give the master a moment to hear from the last one.
-        std::thread::sleep(Duration::from_millis(200));
         let name = format!("demo{}", self.vdisks);
         self.vdisks += 1;
         let map = self.config.work_dir.join(format!("{name}.map"));
-        self.run_once(
-            "vdisk create",
-            &[
-                "vdisk".into(),
-                "create".into(),
-                name.clone(),
-                "--master".into(),
-                master.to_string(),
-                "--size".into(),
-                self.config.vdisk_size.to_string(),
-                "--stripes".into(),
-                stripes.to_string(),
-                "--stripe-unit".into(),
-                self.config.stripe_unit.to_string(),
-                "--replicas".into(),
-                "1".into(),
-                "--map".into(),
-                path_arg(&map),
-            ],
-        )?;
+        let create: Vec<String> = vec![
+            "vdisk".into(),
+            "create".into(),
+            name.clone(),
+            "--master".into(),
+            master.to_string(),
+            "--size".into(),
+            self.config.vdisk_size.to_string(),
+            "--stripes".into(),
+            stripes.to_string(),
+            "--stripe-unit".into(),
+            self.config.stripe_unit.to_string(),
+            "--replicas".into(),
+            "1".into(),
+            "--map".into(),
+            path_arg(&map),
+        ];
+        // Targets register asynchronously: until the master has heard from enough of them the
+        // create is refused, so it is retried for a while.
+        let started = Instant::now();
+        loop {
+            match self.run_once("vdisk create", &create) {
+                Ok(()) => break,
+                Err(e) if started.elapsed() > START_TIMEOUT => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "vdisk create refused, retrying");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
         let nbd = free_local_addr()?;
         let tname = format!("tapdisk-{name}");
         let mut g = self.spawn(
