@@ -19,6 +19,8 @@ enum Command {
     Vdisk(pvd_mapping::cli::VdiskCommand),
     /// Serve files or block devices as SCSI disks over iSCSI.
     Target(iscsi_target::cli::TargetArgs),
+    /// Talk to an iSCSI target: discover, info, read, write, bench.
+    Iscsi(iscsi_initiator::cli::IscsiCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Master(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
         Command::Vdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
         Command::Target(a) => iscsi_target::cli::run(a),
+        Command::Iscsi(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
     }
 }

@@ -1,0 +1,347 @@
+//! RFC 7143 sections 11.7-11.9, 11.19 and 11.20: the receiving half of a connection. Reads PDUs,
+//! matches them to tasks by ITT, places Data-In payloads straight into the task's buffer (read
+//! from the socket into it when the data segment is not yet buffered), answers R2Ts with
+//! Data-Out and target NOP-Ins with NOP-Outs, and tracks StatSN / ExpCmdSN / MaxCmdSN.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use iscsi_proto::digest::{self, DigestConfig};
+use iscsi_proto::limits::{pad4, BHS_LEN, MAX_DATA_SEGMENT_HARD_CAP};
+use iscsi_proto::pdu::{
+    data_wire_len, AsyncEvent, Bhs, DataIn, NopOut, Opcode, Pdu, R2t, ScsiResponse, RESERVED_TAG,
+};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+
+use crate::error::{IscsiError, Result};
+use crate::session::{data_out_pdus, Inner};
+use crate::task::{Reply, ScsiOutcome, TaskKind};
+use crate::writer::{OutPdu, OutTx};
+
+/// Minimum read size into the receive buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads until the buffer holds at least `n` bytes.
+async fn fill(sock: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> Result<()> {
+    while buf.len() < n {
+        buf.reserve((n - buf.len()).max(READ_CHUNK));
+        if sock.read_buf(buf).await? == 0 {
+            return Err(IscsiError::Io("connection closed by the target".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs until the connection fails (error) or the target closes it.
+pub(crate) async fn run_reader(
+    inner: Arc<Inner>,
+    generation: u64,
+    mut sock: OwnedReadHalf,
+    mut buf: BytesMut,
+    digests: DigestConfig,
+    max_recv: usize,
+    tx: OutTx,
+) -> Result<()> {
+    let limit = max_recv.min(MAX_DATA_SEGMENT_HARD_CAP);
+    loop {
+        fill(&mut sock, &mut buf, BHS_LEN).await?;
+        let bhs = Bhs::from_slice(&buf[..BHS_LEN]).expect("48 bytes buffered");
+        let header_end = BHS_LEN + bhs.ahs_len();
+        let hlen = header_end + digests.header_len();
+        fill(&mut sock, &mut buf, hlen).await?;
+        if digests.header {
+            let mut d = [0u8; 4];
+            d.copy_from_slice(&buf[header_end..hlen]);
+            let received = u32::from_le_bytes(d);
+            let computed = digest::crc32c(&buf[..header_end]);
+            if received != computed {
+                return Err(IscsiError::Protocol(format!(
+                    "header digest mismatch: received {received:#010x}, computed {computed:#010x}"
+                )));
+            }
+        }
+        let dlen = bhs.data_segment_length() as usize;
+        if dlen > limit {
+            return Err(IscsiError::Protocol(format!(
+                "data segment of {dlen} bytes exceeds our MaxRecvDataSegmentLength {limit}"
+            )));
+        }
+        inner.lock().last_rx = Instant::now();
+        if bhs.opcode() == Opcode::DATA_IN {
+            buf.advance(hlen);
+            data_in(&inner, generation, &bhs, &mut sock, &mut buf, dlen, digests).await?;
+            continue;
+        }
+        let total = hlen + data_wire_len(dlen, digests);
+        fill(&mut sock, &mut buf, total).await?;
+        let frame = buf.split_to(total).freeze();
+        let pdu = Pdu::decode(frame, digests)?;
+        handle(&inner, generation, pdu, &tx)?;
+    }
+}
+
+/// One Data-In PDU whose header has been consumed: its payload goes into the task's buffer.
+async fn data_in(
+    inner: &Arc<Inner>,
+    generation: u64,
+    bhs: &Bhs,
+    sock: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    dlen: usize,
+    digests: DigestConfig,
+) -> Result<()> {
+    let din = DataIn::from_bhs(bhs, Bytes::new());
+    let trailer = data_wire_len(dlen, digests) - dlen;
+    let taken = {
+        let mut st = inner.lock();
+        if st.update_window(din.exp_cmd_sn, din.max_cmd_sn) {
+            inner.window.notify_waiters();
+        }
+        match st.tasks.get_mut(&din.itt) {
+            Some(t) if t.generation == generation => match &mut t.kind {
+                TaskKind::Scsi { request, read_buf } => {
+                    read_buf.take().map(|b| (b, request.read_len as usize))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let Some((mut rb, read_len)) = taken else {
+        // Unknown or finished task: skip the payload.
+        fill(sock, buf, dlen + trailer).await?;
+        buf.advance(dlen + trailer);
+        return Ok(());
+    };
+    let offset = din.buffer_offset as usize;
+    if offset + dlen > read_len {
+        return Err(IscsiError::Protocol(format!(
+            "Data-In at offset {offset} + {dlen} bytes beyond the expected {read_len}"
+        )));
+    }
+    if offset == rb.len() {
+        // In order (DataPDUInOrder=Yes): take what is buffered, read the rest straight into
+        // the task's buffer.
+        let have = buf.len().min(dlen);
+        rb.extend_from_slice(&buf[..have]);
+        buf.advance(have);
+        let end = offset + dlen;
+        while rb.len() < end {
+            let want = end - rb.len();
+            let n = (&mut *sock).take(want as u64).read_buf(&mut rb).await?;
+            if n == 0 {
+                return Err(IscsiError::Io("connection closed by the target".into()));
+            }
+        }
+    } else {
+        fill(sock, buf, dlen).await?;
+        if rb.len() < offset + dlen {
+            rb.resize(offset + dlen, 0);
+        }
+        rb[offset..offset + dlen].copy_from_slice(&buf[..dlen]);
+        buf.advance(dlen);
+    }
+    fill(sock, buf, trailer).await?;
+    if digests.data && dlen > 0 {
+        let pad = pad4(dlen) - dlen;
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&buf[pad..pad + 4]);
+        let computed = digest::data_digest(&rb[offset..offset + dlen]);
+        if d != computed {
+            return Err(IscsiError::Protocol("Data-In data digest mismatch".into()));
+        }
+    }
+    buf.advance(trailer);
+    let mut st = inner.lock();
+    if let Some(status) = din.status {
+        inner.saw_stat_sn(din.stat_sn);
+        if let Some(mut t) = st.tasks.remove(&din.itt) {
+            drop(st);
+            t.complete(Ok(Reply::Scsi(ScsiOutcome {
+                response: 0,
+                status,
+                sense: Bytes::new(),
+                data: rb.freeze(),
+                underflow: din.underflow.then_some(din.residual_count),
+            })));
+        }
+    } else if let Some(t) = st.tasks.get_mut(&din.itt) {
+        if let TaskKind::Scsi { read_buf, .. } = &mut t.kind {
+            *read_buf = Some(rb);
+        }
+    }
+    Ok(())
+}
+
+fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<()> {
+    match pdu {
+        Pdu::ScsiResponse(r) => scsi_response(inner, r),
+        Pdu::R2t(r) => r2t(inner, generation, r, tx),
+        Pdu::NopIn(n) => {
+            let mut st = inner.lock();
+            if st.update_window(n.exp_cmd_sn, n.max_cmd_sn) {
+                inner.window.notify_waiters();
+            }
+            if n.itt != RESERVED_TAG {
+                inner.saw_stat_sn(n.stat_sn);
+                if let Some(mut t) = st.tasks.remove(&n.itt) {
+                    drop(st);
+                    t.complete(Ok(Reply::Nop));
+                }
+            } else if n.ttt != RESERVED_TAG {
+                // The target pings us: answer with the same TTT (RFC 7143 section 11.18).
+                let nop = NopOut {
+                    immediate: true,
+                    lun: n.lun,
+                    itt: RESERVED_TAG,
+                    ttt: n.ttt,
+                    cmd_sn: st.cmd_sn,
+                    ..Default::default()
+                };
+                drop(st);
+                let _ = tx.send(OutPdu {
+                    bhs: nop.to_bhs(),
+                    data: if n.data.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![n.data]
+                    },
+                });
+            }
+            Ok(())
+        }
+        Pdu::TaskMgmtResponse(r) => {
+            inner.saw_stat_sn(r.stat_sn);
+            let mut st = inner.lock();
+            st.update_window(r.exp_cmd_sn, r.max_cmd_sn);
+            if let Some(mut t) = st.tasks.remove(&r.itt) {
+                drop(st);
+                t.complete(Ok(Reply::Tmf(r.response)));
+            }
+            Ok(())
+        }
+        Pdu::LogoutResponse(r) => {
+            inner.saw_stat_sn(r.stat_sn);
+            let mut st = inner.lock();
+            if let Some(mut t) = st.tasks.remove(&r.itt) {
+                drop(st);
+                t.complete(Ok(Reply::Logout));
+            }
+            Ok(())
+        }
+        Pdu::Reject(r) => {
+            inner.saw_stat_sn(r.stat_sn);
+            let itt = r.rejected_bhs().map(|b| b.itt());
+            let mut st = inner.lock();
+            st.update_window(r.exp_cmd_sn, r.max_cmd_sn);
+            if let Some(itt) = itt {
+                if let Some(mut t) = st.tasks.remove(&itt) {
+                    drop(st);
+                    t.complete(Err(IscsiError::Protocol(format!(
+                        "target rejected the PDU: {:?}",
+                        r.reason
+                    ))));
+                }
+            }
+            Ok(())
+        }
+        Pdu::AsyncMessage(m) => {
+            inner.saw_stat_sn(m.stat_sn);
+            inner.lock().update_window(m.exp_cmd_sn, m.max_cmd_sn);
+            match m.event {
+                AsyncEvent::LOGOUT_REQUEST
+                | AsyncEvent::CONNECTION_DROP
+                | AsyncEvent::SESSION_DROP => Err(IscsiError::Io(format!(
+                    "target asked to end the connection ({:?})",
+                    m.event
+                ))),
+                _ => Ok(()),
+            }
+        }
+        Pdu::TextResponse(r) => {
+            inner.saw_stat_sn(r.stat_sn);
+            Ok(())
+        }
+        other => Err(IscsiError::Protocol(format!(
+            "unexpected {:?} from the target",
+            other.opcode()
+        ))),
+    }
+}
+
+fn scsi_response(inner: &Arc<Inner>, r: ScsiResponse) -> Result<()> {
+    inner.saw_stat_sn(r.stat_sn);
+    let mut st = inner.lock();
+    if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) {
+        inner.window.notify_waiters();
+    }
+    let Some(mut t) = st.tasks.remove(&r.itt) else {
+        return Ok(());
+    };
+    drop(st);
+    let data = match &mut t.kind {
+        TaskKind::Scsi { read_buf, .. } => read_buf.take().map(BytesMut::freeze),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let sense = r.sense().unwrap_or_default();
+    t.complete(Ok(Reply::Scsi(ScsiOutcome {
+        response: r.response.0,
+        status: r.status,
+        sense,
+        data,
+        underflow: r.underflow.then_some(r.residual_count),
+    })));
+    Ok(())
+}
+
+fn r2t(inner: &Arc<Inner>, generation: u64, r: R2t, tx: &OutTx) -> Result<()> {
+    let (write, lun, max_dsl, max_burst) = {
+        let mut st = inner.lock();
+        if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) {
+            inner.window.notify_waiters();
+        }
+        let limits = match &st.conn {
+            Some(c) if c.generation == generation => c.limits,
+            _ => return Ok(()),
+        };
+        match st.tasks.get(&r.itt) {
+            Some(t) => match &t.kind {
+                TaskKind::Scsi { request, .. } => match &request.write {
+                    Some(w) => (
+                        w.clone(),
+                        request.lun,
+                        limits.max_send_dsl,
+                        limits.max_burst,
+                    ),
+                    None => {
+                        return Err(IscsiError::Protocol(format!(
+                            "R2T for task {:#x} that has no data to send",
+                            r.itt
+                        )))
+                    }
+                },
+                _ => return Ok(()),
+            },
+            None => return Ok(()),
+        }
+    };
+    let offset = r.buffer_offset as usize;
+    let len = r.desired_data_transfer_length as usize;
+    if offset + len > write.len || len > max_burst {
+        return Err(IscsiError::Protocol(format!(
+            "R2T asks for {len} bytes at {offset} of a {} byte write (MaxBurstLength {max_burst})",
+            write.len
+        )));
+    }
+    let mut pdus = Vec::with_capacity(len.div_ceil(max_dsl));
+    data_out_pdus(&write, lun, r.itt, r.ttt, offset, len, max_dsl, &mut pdus);
+    for p in pdus {
+        if tx.send(p).is_err() {
+            return Err(IscsiError::Io("writer stopped".into()));
+        }
+    }
+    Ok(())
+}
