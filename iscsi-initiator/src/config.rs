@@ -11,6 +11,13 @@ use iscsi_proto::text::{
 /// Default initiator name.
 pub const DEFAULT_INITIATOR_NAME: &str = "iqn.2026-01.org.pvd:initiator";
 
+/// The largest MaxBurstLength RFC 7143 allows (2^24 - 1), rounded down to whole 512 byte
+/// blocks: 16 MiB - 1 KiB.
+pub const MAX_BURST_LENGTH: u32 = 16 * 1024 * 1024 - 1024;
+
+/// Largest value of the 24-bit length keys (RFC 7143 sections 13.12-13.14).
+const MAX_24BIT: u32 = 0x00ff_ffff;
+
 /// A CHAP user name and secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChapSecret {
@@ -81,7 +88,7 @@ impl SessionConfig {
             header_digest: false,
             data_digest: false,
             max_recv_data_segment_length: 256 * 1024,
-            max_burst_length: 16 * 1024 * 1024,
+            max_burst_length: MAX_BURST_LENGTH,
             first_burst_length: 256 * 1024,
             immediate_data: true,
             initial_r2t: false,
@@ -111,9 +118,9 @@ impl SessionConfig {
         OperationalOffers {
             header_digest: digest(self.header_digest),
             data_digest: digest(self.data_digest),
-            max_recv_data_segment_length: self.max_recv_data_segment_length,
-            max_burst_length: self.max_burst_length,
-            first_burst_length: self.first_burst_length,
+            max_recv_data_segment_length: self.max_recv_data_segment_length.clamp(512, MAX_24BIT),
+            max_burst_length: self.max_burst_length.clamp(512, MAX_24BIT),
+            first_burst_length: self.first_burst_length.clamp(512, MAX_24BIT),
             initial_r2t: self.initial_r2t,
             immediate_data: self.immediate_data,
             max_outstanding_r2t: self.max_outstanding_r2t,

@@ -130,6 +130,7 @@ async fn login(
             ..Default::default()
         };
         parts.apply_to(&mut req);
+        tracing::trace!(text = %String::from_utf8_lossy(&req.data).replace('\0', " "), "login request");
         stream.write_pdu(&Pdu::LoginRequest(req)).await?;
         let resp = match stream.read_pdu().await? {
             Pdu::LoginResponse(r) => r,
@@ -155,6 +156,7 @@ async fn login(
             exp_stat_sn = resp.stat_sn.wrapping_add(1);
         }
         first = false;
+        tracing::trace!(text = %String::from_utf8_lossy(&resp.data).replace('\0', " "), status = ?resp.status, "login response");
         let header = LoginResponseHeader::from(&resp);
         match machine.step(&header, &resp.data)? {
             InitiatorStep::Send(next) => parts = next,
