@@ -47,7 +47,14 @@ pub fn pvd() -> Command {
 
 /// Fails the test (loudly) unless `tool` is installed; `scripts/install-peers` installs them all.
 pub fn require_tool(tool: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin", "/usr/local/sbin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+    ] {
         let p = PathBuf::from(dir).join(tool);
         if p.exists() {
             return p;

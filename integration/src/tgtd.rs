@@ -52,9 +52,7 @@ impl Tgtd {
             iqn: iqn.to_string(),
             tid: 1,
         };
-        t.tgtadm(&[
-            "--op", "new", "--mode", "target", "--tid", "1", "-T", iqn,
-        ]);
+        t.tgtadm(&["--op", "new", "--mode", "target", "--tid", "1", "-T", iqn]);
         t.tgtadm(&[
             "--op",
             "new",
@@ -67,7 +65,9 @@ impl Tgtd {
             "-b",
             backing.to_str().expect("utf-8 path"),
         ]);
-        t.tgtadm(&["--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"]);
+        t.tgtadm(&[
+            "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
+        ]);
         t
     }
 
@@ -87,16 +87,7 @@ impl Tgtd {
     /// Sets a target-wide iSCSI parameter, e.g. `("MaxRecvDataSegmentLength", "8192")`.
     pub fn set_param(&self, name: &str, value: &str) {
         self.tgtadm(&[
-            "--op",
-            "update",
-            "--mode",
-            "target",
-            "--tid",
-            "1",
-            "--name",
-            name,
-            "--value",
-            value,
+            "--op", "update", "--mode", "target", "--tid", "1", "--name", name, "--value", value,
         ]);
     }
 
