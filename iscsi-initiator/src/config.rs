@@ -173,3 +173,41 @@ pub fn random_isid() -> [u8; 6] {
     let r: [u8; 6] = rand::random();
     [0xc0 | (r[0] & 0x3f), r[1], r[2], r[3], r[4], r[5]]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chap_secret() {
+        let c = ChapSecret::parse("user:se:cret").unwrap();
+        assert_eq!((c.user.as_str(), c.secret.as_str()), ("user", "se:cret"));
+        assert!(ChapSecret::parse("nocolon").is_none());
+        assert!(ChapSecret::parse(":secret").is_none());
+        assert!(ChapSecret::parse("user:").is_none());
+    }
+
+    #[test]
+    fn default_port() {
+        assert_eq!(with_default_port("10.0.0.1"), "10.0.0.1:3260");
+        assert_eq!(with_default_port("10.0.0.1:3261"), "10.0.0.1:3261");
+        assert_eq!(with_default_port("[::1]:3262"), "[::1]:3262");
+        assert_eq!(with_default_port("[::1]"), "[::1]:3260");
+    }
+
+    #[test]
+    fn isid_is_random_type() {
+        assert_eq!(random_isid()[0] >> 6, 0b11);
+    }
+
+    #[test]
+    fn offers_stay_within_24_bits() {
+        let mut c = SessionConfig::new("h", "t");
+        c.max_burst_length = u32::MAX;
+        c.max_recv_data_segment_length = 1;
+        let o = c.offers();
+        assert_eq!(o.max_burst_length, 0x00ff_ffff);
+        assert_eq!(o.max_recv_data_segment_length, 512);
+        assert!(SessionConfig::new("h", "t").offers().max_burst_length <= 0x00ff_ffff);
+    }
+}

@@ -812,3 +812,150 @@ fn outcome_to_result(o: ScsiOutcome) -> Result<ScsiResult> {
         s => Err(IscsiError::Status(s)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iscsi_proto::pdu::Opcode;
+
+    #[test]
+    fn data_out_splits_by_segment_length() {
+        let w = WriteData::new(vec![
+            Bytes::from(vec![1u8; 5000]),
+            Bytes::from(vec![2u8; 3000]),
+        ]);
+        let mut out = Vec::new();
+        data_out_pdus(&w, Lun::default(), 7, 9, 1000, 6000, 2048, &mut out);
+        assert_eq!(out.len(), 3);
+        let mut expect_off = 1000u32;
+        for (i, p) in out.iter().enumerate() {
+            assert_eq!(p.bhs.opcode(), Opcode::DATA_OUT);
+            let d = DataOut::from_bhs(&p.bhs, Bytes::new());
+            assert_eq!(d.itt, 7);
+            assert_eq!(d.ttt, 9);
+            assert_eq!(d.data_sn, i as u32);
+            assert_eq!(d.buffer_offset, expect_off);
+            assert_eq!(d.final_bit, i == 2);
+            let len: usize = p.data.iter().map(Bytes::len).sum();
+            expect_off += len as u32;
+        }
+        assert_eq!(expect_off, 7000);
+        // The second PDU (3048..5096) straddles both buffers.
+        assert_eq!(out[1].data.len(), 2);
+    }
+
+    #[test]
+    fn window_uses_serial_arithmetic() {
+        let mut st = State {
+            conn: None,
+            generation: 0,
+            params: SessionParams::default(),
+            tsih: 0,
+            cmd_sn: u32::MAX - 1,
+            exp_cmd_sn: u32::MAX - 1,
+            max_cmd_sn: u32::MAX - 1,
+            next_itt: 0,
+            tasks: HashMap::new(),
+            down_since: None,
+            last_rx: Instant::now(),
+            reconnecting: false,
+        };
+        assert!(st.window_open());
+        st.cmd_sn = st.cmd_sn.wrapping_add(1);
+        assert!(!st.window_open());
+        // A window that wraps past 2^32.
+        assert!(st.update_window(u32::MAX, 5));
+        assert!(st.window_open());
+        // MaxCmdSN < ExpCmdSN - 1 carries no window and is ignored.
+        assert!(!st.update_window(10, 3));
+        assert_eq!(st.max_cmd_sn, 5);
+        // A stale (smaller) MaxCmdSN never shrinks the window.
+        assert!(!st.update_window(u32::MAX, 2));
+        assert_eq!(st.max_cmd_sn, 5);
+    }
+
+    #[test]
+    fn itts_skip_reserved_and_busy_tags() {
+        let mut st = State {
+            conn: None,
+            generation: 0,
+            params: SessionParams::default(),
+            tsih: 0,
+            cmd_sn: 0,
+            exp_cmd_sn: 0,
+            max_cmd_sn: 0,
+            next_itt: RESERVED_TAG,
+            tasks: HashMap::new(),
+            down_since: None,
+            last_rx: Instant::now(),
+            reconnecting: false,
+        };
+        assert_eq!(st.alloc_itt(), 0);
+        st.tasks.insert(
+            1,
+            Task {
+                kind: TaskKind::Nop,
+                done: None,
+                generation: 0,
+            },
+        );
+        assert_eq!(st.alloc_itt(), 2);
+    }
+
+    #[test]
+    fn status_decoding() {
+        let sense = Sense::new(
+            SenseKey::ILLEGAL_REQUEST,
+            iscsi_proto::scsi::Asc::new(0x21, 0x00),
+        )
+        .to_fixed();
+        let o = ScsiOutcome {
+            response: 0,
+            status: ScsiStatus::CHECK_CONDITION,
+            sense: Bytes::copy_from_slice(&sense),
+            data: Bytes::new(),
+            underflow: None,
+        };
+        match outcome_to_result(o) {
+            Err(IscsiError::CheckCondition {
+                sense_key,
+                asc,
+                ascq,
+            }) => {
+                assert_eq!(sense_key, SenseKey::ILLEGAL_REQUEST);
+                assert_eq!((asc, ascq), (0x21, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mk = |status| ScsiOutcome {
+            response: 0,
+            status,
+            sense: Bytes::new(),
+            data: Bytes::new(),
+            underflow: None,
+        };
+        assert!(matches!(
+            outcome_to_result(mk(ScsiStatus::RESERVATION_CONFLICT)),
+            Err(IscsiError::ReservationConflict)
+        ));
+        assert!(matches!(
+            outcome_to_result(mk(ScsiStatus::TASK_SET_FULL)),
+            Err(IscsiError::TaskSetFull)
+        ));
+        assert!(matches!(
+            outcome_to_result(mk(ScsiStatus::BUSY)),
+            Err(IscsiError::Busy)
+        ));
+        assert!(matches!(
+            outcome_to_result(mk(ScsiStatus::CHECK_CONDITION)),
+            Err(IscsiError::CheckConditionNoSense)
+        ));
+        assert!(outcome_to_result(mk(ScsiStatus::GOOD)).is_ok());
+        let mut failed = mk(ScsiStatus::GOOD);
+        failed.response = 1;
+        assert!(matches!(
+            outcome_to_result(failed),
+            Err(IscsiError::TargetFailure(1))
+        ));
+    }
+}

@@ -106,3 +106,29 @@ impl Task {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_cross_segments_without_copy() {
+        let a = Bytes::from_static(b"0123");
+        let b = Bytes::from_static(b"456789");
+        let w = WriteData::new(vec![a.clone(), b.clone()]);
+        assert_eq!(w.len, 10);
+        let mut out = Vec::new();
+        w.slice_into(2, 5, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0][..], b"23");
+        assert_eq!(&out[1][..], b"456");
+        assert_eq!(out[0].as_ptr(), a[2..].as_ptr(), "a slice, not a copy");
+        let mut out = Vec::new();
+        w.slice_into(4, 6, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0][..], b"456789");
+        let mut out = Vec::new();
+        w.slice_into(10, 0, &mut out);
+        assert!(out.is_empty());
+    }
+}
