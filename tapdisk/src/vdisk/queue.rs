@@ -1,0 +1,285 @@
+//! The request queue of the virtual disk (thesis sections 3.3 and 4: a deep queue, sorting and
+//! merging of adjacent requests, a large maximum request size).
+//!
+//! Requests enter a shared queue. At most `dispatch_slots` batches are in progress at once; a
+//! request arriving while a slot is free takes everything queued (up to the queue depth) and
+//! dispatches it at once, on its own task when it is alone (no task hop at queue depth 1).
+//! While every slot is busy, requests accumulate; the batch that frees a slot takes them all,
+//! sorts them by offset and merges adjacent requests of the same direction up to the maximum
+//! request size: a merged write is the list of the requests' buffers, a merged read is one read
+//! whose buffer is sliced back to the waiting requests. Nothing is copied.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::Inner;
+use crate::nbd::{BackendError, BackendResult};
+use crate::stats::Stage;
+
+/// One frontend request waiting in the queue.
+pub struct Pending {
+    pub offset: u64,
+    pub len: u64,
+    /// The payload of a write; `None` for a read.
+    pub data: Option<Bytes>,
+    pub fua: bool,
+    pub enqueued: Instant,
+    pub reply: oneshot::Sender<BackendResult<Bytes>>,
+}
+
+/// Adjacent requests of one direction served by one command per server piece.
+pub struct Merged {
+    pub offset: u64,
+    pub len: u64,
+    pub write: bool,
+    pub fua: bool,
+    pub parts: Vec<Pending>,
+}
+
+#[derive(Default)]
+pub struct QueueState {
+    pending: Vec<Pending>,
+    running: usize,
+}
+
+/// The queue proper: its state and limits.
+pub struct RequestQueue {
+    state: Mutex<QueueState>,
+    pub queue_depth: usize,
+    pub dispatch_slots: usize,
+    pub max_request: u64,
+}
+
+impl RequestQueue {
+    pub fn new(queue_depth: usize, dispatch_slots: usize, max_request: u64) -> RequestQueue {
+        RequestQueue {
+            state: Mutex::new(QueueState::default()),
+            queue_depth: queue_depth.max(1),
+            dispatch_slots: dispatch_slots.max(1),
+            max_request,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // A panic while holding the lock cannot leave the state inconsistent (push/drain only).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes up to the queue depth of the oldest queued requests, if a slot is free.
+    fn take_if_free(&self, st: &mut QueueState) -> Option<Vec<Pending>> {
+        if st.pending.is_empty() || st.running >= self.dispatch_slots {
+            return None;
+        }
+        st.running += 1;
+        let n = st.pending.len().min(self.queue_depth);
+        Some(st.pending.drain(..n).collect())
+    }
+}
+
+/// Releases the batch's slot (also when the batch's future is dropped) and starts the next batch.
+struct SlotGuard(Arc<Inner>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let next = {
+            let mut st = self.0.queue.lock();
+            st.running -= 1;
+            self.0.queue.take_if_free(&mut st)
+        };
+        if let Some(batch) = next {
+            spawn_batch(self.0.clone(), batch);
+        }
+    }
+}
+
+fn spawn_batch(inner: Arc<Inner>, batch: Vec<Pending>) {
+    let guard = SlotGuard(inner);
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(async move {
+                run_batch(&guard.0, batch).await;
+                drop(guard);
+            });
+        }
+        Err(_) => {
+            for p in batch {
+                let _ = p.reply.send(Err(BackendError::Shutdown));
+            }
+        }
+    }
+}
+
+/// Queues a read (`data == None`) or write and waits for its completion.
+pub async fn submit(
+    inner: &Arc<Inner>,
+    offset: u64,
+    len: u64,
+    data: Option<Bytes>,
+    fua: bool,
+) -> BackendResult<Bytes> {
+    let (tx, rx) = oneshot::channel();
+    let enqueued = Instant::now();
+    let batch = {
+        let mut st = inner.queue.lock();
+        st.pending.push(Pending {
+            offset,
+            len,
+            data,
+            fua,
+            enqueued,
+            reply: tx,
+        });
+        inner.queue.take_if_free(&mut st)
+    };
+    if let Some(batch) = batch {
+        if batch.len() == 1 {
+            // Only this request: serve it on this task.
+            let guard = SlotGuard(inner.clone());
+            run_batch(inner, batch).await;
+            drop(guard);
+        } else {
+            spawn_batch(inner.clone(), batch);
+        }
+    }
+    let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
+    inner.stats.record(Stage::Backend, enqueued.elapsed());
+    r
+}
+
+/// Sorts by offset and merges adjacent requests of one direction (and FUA flag) up to `max`.
+pub fn sort_and_merge(mut batch: Vec<Pending>, max: u64) -> Vec<Merged> {
+    batch.sort_by_key(|p| p.offset);
+    let mut out: Vec<Merged> = Vec::with_capacity(batch.len());
+    for p in batch {
+        let write = p.data.is_some();
+        if let Some(m) = out.last_mut() {
+            if m.write == write
+                && m.fua == p.fua
+                && m.offset + m.len == p.offset
+                && m.len + p.len <= max
+            {
+                m.len += p.len;
+                m.parts.push(p);
+                continue;
+            }
+        }
+        out.push(Merged {
+            offset: p.offset,
+            len: p.len,
+            write,
+            fua: p.fua,
+            parts: vec![p],
+        });
+    }
+    out
+}
+
+async fn run_batch(inner: &Arc<Inner>, batch: Vec<Pending>) {
+    let t0 = Instant::now();
+    for p in &batch {
+        inner
+            .stats
+            .record(Stage::QueueWait, t0.saturating_duration_since(p.enqueued));
+    }
+    let n = batch.len();
+    let merged = sort_and_merge(batch, inner.queue.max_request);
+    inner.stats.record(Stage::SortMerge, t0.elapsed());
+    inner.stats.batches.fetch_add(1, Ordering::Relaxed);
+    inner
+        .stats
+        .merged_requests
+        .fetch_add((n - merged.len()) as u64, Ordering::Relaxed);
+    if merged.len() == 1 {
+        for m in merged {
+            run_merged(inner, m).await;
+        }
+    } else {
+        let futs: Vec<_> = merged.into_iter().map(|m| run_merged(inner, m)).collect();
+        super::join::join_all(futs).await;
+    }
+}
+
+async fn run_merged(inner: &Inner, m: Merged) {
+    if m.write {
+        let bufs: Vec<Bytes> = m.parts.iter().filter_map(|p| p.data.clone()).collect();
+        let r = inner.write_range(m.offset, m.len, &bufs, m.fua).await;
+        for p in m.parts {
+            let _ = p.reply.send(match &r {
+                Ok(()) => Ok(Bytes::new()),
+                Err(e) => Err(BackendError::Failed(e.clone())),
+            });
+        }
+    } else {
+        let r = inner.read_range(m.offset, m.len).await;
+        for p in m.parts {
+            let _ = p.reply.send(match &r {
+                Ok(b) => {
+                    let start = (p.offset - m.offset) as usize;
+                    Ok(b.slice(start..start + p.len as usize))
+                }
+                Err(e) => Err(BackendError::Failed(e.clone())),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(
+        offset: u64,
+        len: u64,
+        write: bool,
+    ) -> (Pending, oneshot::Receiver<BackendResult<Bytes>>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Pending {
+                offset,
+                len,
+                data: write.then(|| Bytes::from(vec![offset as u8; len as usize])),
+                fua: false,
+                enqueued: Instant::now(),
+                reply: tx,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn merges_adjacent_same_direction_up_to_the_limit() {
+        let mut rxs = Vec::new();
+        let mut batch = Vec::new();
+        for (o, l, w) in [
+            (8192, 4096, true),
+            (0, 4096, true),
+            (4096, 4096, true),
+            (12288, 4096, false),
+            (16384, 4096, false),
+            (40960, 4096, true),
+            (45056, 4096, true),
+        ] {
+            let (p, rx) = req(o, l, w);
+            batch.push(p);
+            rxs.push(rx);
+        }
+        let m = sort_and_merge(batch, 8192);
+        let shape: Vec<(u64, u64, bool, usize)> = m
+            .iter()
+            .map(|m| (m.offset, m.len, m.write, m.parts.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, 8192, true, 2),
+                (8192, 4096, true, 1),
+                (12288, 8192, false, 2),
+                (40960, 8192, true, 2),
+            ]
+        );
+    }
+}
