@@ -21,6 +21,8 @@ enum Command {
     Target(iscsi_target::cli::TargetArgs),
     /// Talk to an iSCSI target: discover, info, read, write, bench.
     Iscsi(iscsi_initiator::cli::IscsiCommand),
+    /// Serve a virtual disk over NBD from its mapping file (`pvd tapdisk stats` to inspect).
+    Tapdisk(pvd::daemon::TapdiskCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Command::Vdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
         Command::Target(a) => iscsi_target::cli::run(a),
         Command::Iscsi(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
+        Command::Tapdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
     }
 }
