@@ -25,7 +25,8 @@ use crate::server::Target;
 ///                 "chap": {"user": "u", "secret": "s3cret-s3cret"},
 ///                 "chap_mutual": {"user": "tgt", "secret": "an0ther-s3cret"},
 ///                 "luns": [{"path": "/srv/d0.img", "block_size": 512, "read_only": false,
-///                           "emulate_disk": "latency_us=4000,mbps=120", "serial": "D0"}]}],
+///                           "emulate_disk": "latency_us=4000,mbps=120", "serial": "D0",
+///                           "io_engine": "adaptive"}]}],
 ///    "cmd_window": 128, "nop_interval_secs": 10, "nop_timeout_secs": 30}
 ///
 /// Only "listen", "targets[].iqn" and "luns[].path" are required. Command-line options other
@@ -80,6 +81,10 @@ pub struct TargetArgs {
     /// machines; disk I/O runs on the I/O threads either way).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// How backing-store I/O runs: adaptive (page-cache hits on the event loop, the rest on
+    /// I/O threads), pool (always on I/O threads) or inline (always on the event loop).
+    #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "pool", "inline"])]
+    pub io_engine: String,
     /// Most threads doing backing-store I/O at once.
     #[arg(long, default_value_t = 16)]
     pub io_threads: usize,
@@ -104,6 +109,7 @@ impl TargetArgs {
                         read_only: self.read_only,
                         emulate_disk: self.emulate_disk.clone(),
                         serial: None,
+                        io_engine: Some(self.io_engine.clone()),
                     })
                     .collect();
                 ServerConfig {

@@ -16,7 +16,7 @@
 //!       "chap_mutual": {"user": "target", "secret": "ba9876543210"},
 //!       "luns": [
 //!         {"path": "/srv/disk0.img", "block_size": 512, "read_only": false,
-//!          "emulate_disk": "latency_us=4000,mbps=120"}
+//!          "emulate_disk": "latency_us=4000,mbps=120", "io_engine": "adaptive"}
 //!       ]
 //!     }
 //!   ],
@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::lu::{DiskEmulation, LuConfig};
+use crate::lu::{DiskEmulation, IoEngine, LuConfig};
 
 /// Most commands a session may have outstanding (MaxCmdSN - ExpCmdSN + 1 when idle).
 pub const DEFAULT_CMD_WINDOW: u32 = 128;
@@ -126,6 +126,10 @@ pub struct LunSpec {
     /// Unit serial number (VPD page 80h); derived from the path when absent.
     #[serde(default)]
     pub serial: Option<String>,
+    /// How backing-store I/O runs: `adaptive` (default: page-cache hits inline, the rest on
+    /// I/O threads), `pool` (always I/O threads) or `inline` (on the event loop).
+    #[serde(default)]
+    pub io_engine: Option<String>,
 }
 
 impl LunSpec {
@@ -137,6 +141,7 @@ impl LunSpec {
             read_only: false,
             emulate_disk: None,
             serial: None,
+            io_engine: None,
         }
     }
 
@@ -146,6 +151,9 @@ impl LunSpec {
         c.block_size = self.block_size;
         c.read_only = self.read_only;
         c.serial = self.serial.clone();
+        if let Some(e) = &self.io_engine {
+            c.engine = parse_io_engine(e)?;
+        }
         if let Some(e) = &self.emulate_disk {
             let model: DiskEmulation = e
                 .parse()
@@ -157,11 +165,23 @@ impl LunSpec {
     }
 }
 
+/// `adaptive`, `pool` or `inline`.
+pub fn parse_io_engine(s: &str) -> Result<IoEngine, ConfigError> {
+    match s {
+        "adaptive" => Ok(IoEngine::Adaptive),
+        "pool" => Ok(IoEngine::BlockingPool),
+        "inline" => Ok(IoEngine::Inline),
+        other => Err(ConfigError::BadIoEngine(other.to_string())),
+    }
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("CHAP credentials `{0}` are not USER:SECRET")]
     BadChap(String),
+    #[error("I/O engine `{0}` is not adaptive, pool or inline")]
+    BadIoEngine(String),
     #[error("disk emulation {0}")]
     BadEmulation(String),
     #[error("no target configured")]

@@ -557,7 +557,10 @@ impl Conn {
         // RFC 7143 section 11.4.5.1: a WRITE longer than the Expected Data Transfer Length
         // writes only what is transferred (whole blocks), and reports the overflow.
         let mut answer_now: Option<Option<Sense>> = None;
-        if let Some(lu) = lu.as_ref().filter(|_| cmd.write && (edtl as u64) < write_len) {
+        if let Some(lu) = lu
+            .as_ref()
+            .filter(|_| cmd.write && (edtl as u64) < write_len)
+        {
             let bs = lu.block_size();
             if edtl % bs != 0 {
                 answer_now = Some(Some(Sense::new(

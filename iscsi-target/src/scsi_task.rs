@@ -132,14 +132,7 @@ pub(crate) fn answer(info: &CommandInfo, sense: Option<Sense>) -> Vec<Pdu> {
         Some(s) => ScsiOutcome::check_condition(&s, SenseFormat::Fixed),
         None => ScsiOutcome::good(Bytes::new()),
     };
-    respond(
-        info,
-        outcome,
-        info.write_len,
-        0,
-        usize::MAX,
-        usize::MAX,
-    )
+    respond(info, outcome, info.write_len, 0, usize::MAX, usize::MAX)
 }
 
 /// Builds the response PDUs: Data-In PDUs of at most `max_seg` bytes (F set at the end of each
