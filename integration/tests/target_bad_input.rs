@@ -150,9 +150,8 @@ impl Raw {
         loop {
             match self.recv() {
                 Some(Pdu::DataIn(d)) if d.itt == itt => {
-                    if d.status.is_some() {
-                        return d.status.unwrap().0 == 0
-                            && d.buffer_offset + d.data.len() as u32 >= 36;
+                    if let Some(status) = d.status {
+                        return status.0 == 0 && d.buffer_offset + d.data.len() as u32 >= 36;
                     }
                 }
                 Some(Pdu::ScsiResponse(r)) if r.itt == itt => return r.status.0 == 0,

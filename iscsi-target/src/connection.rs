@@ -562,7 +562,7 @@ impl Conn {
             .filter(|_| cmd.write && (edtl as u64) < write_len)
         {
             let bs = lu.block_size();
-            if edtl % bs != 0 {
+            if !edtl.is_multiple_of(bs) {
                 answer_now = Some(Some(Sense::new(
                     iscsi_proto::scsi::SenseKey::ILLEGAL_REQUEST,
                     Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
