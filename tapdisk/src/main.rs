@@ -23,6 +23,12 @@ enum Command {
     Iscsi(iscsi_initiator::cli::IscsiCommand),
     /// Serve a virtual disk over NBD from its mapping file (`pvd tapdisk stats` to inspect).
     Tapdisk(pvd::daemon::TapdiskCommand),
+    /// Measure throughput and per-request cost of a physical file, a virtual disk and a striped
+    /// virtual disk (thesis Figures 3.1 and 6.1, Table 3.1); tables, CSV, SVG chart.
+    Bench(pvd::bench::cli::BenchArgs),
+    /// Start a local cluster (master, 2 targets with emulated disks, tapdisks) and benchmark
+    /// physical vs virtual vs parallel.
+    Demo(pvd::bench::cli::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Target(a) => iscsi_target::cli::run(a),
         Command::Iscsi(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
         Command::Tapdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
+        Command::Bench(a) => pvd::bench::cli::run_bench_command(&a),
+        Command::Demo(a) => pvd::bench::cli::run_demo_command(&a, std::env::current_exe()?),
     }
 }
