@@ -4,7 +4,6 @@
 //! Data-Out and target NOP-Ins with NOP-Outs, and tracks StatSN / ExpCmdSN / MaxCmdSN.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use iscsi_proto::digest::{self, DigestConfig};
@@ -68,7 +67,9 @@ pub(crate) async fn run_reader(
                 "data segment of {dlen} bytes exceeds our MaxRecvDataSegmentLength {limit}"
             )));
         }
-        inner.lock().last_rx = Instant::now();
+        inner
+            .rx_pdus
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if bhs.opcode() == Opcode::DATA_IN {
             buf.advance(hlen);
             data_in(&inner, generation, &bhs, &mut sock, &mut buf, dlen, digests).await?;
@@ -96,7 +97,7 @@ async fn data_in(
     let trailer = data_wire_len(dlen, digests) - dlen;
     let taken = {
         let mut st = inner.lock();
-        if st.update_window(din.exp_cmd_sn, din.max_cmd_sn) {
+        if st.update_window(din.exp_cmd_sn, din.max_cmd_sn) && st.waiters > 0 {
             inner.window.notify_waiters();
         }
         match st.tasks.get_mut(&din.itt) {
@@ -181,7 +182,7 @@ fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<(
         Pdu::R2t(r) => r2t(inner, generation, r, tx),
         Pdu::NopIn(n) => {
             let mut st = inner.lock();
-            if st.update_window(n.exp_cmd_sn, n.max_cmd_sn) {
+            if st.update_window(n.exp_cmd_sn, n.max_cmd_sn) && st.waiters > 0 {
                 inner.window.notify_waiters();
             }
             if n.itt != RESERVED_TAG {
@@ -274,7 +275,7 @@ fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<(
 fn scsi_response(inner: &Arc<Inner>, r: ScsiResponse) -> Result<()> {
     inner.saw_stat_sn(r.stat_sn);
     let mut st = inner.lock();
-    if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) {
+    if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) && st.waiters > 0 {
         inner.window.notify_waiters();
     }
     let Some(mut t) = st.tasks.remove(&r.itt) else {
@@ -300,7 +301,7 @@ fn scsi_response(inner: &Arc<Inner>, r: ScsiResponse) -> Result<()> {
 fn r2t(inner: &Arc<Inner>, generation: u64, r: R2t, tx: &OutTx) -> Result<()> {
     let (write, lun, max_dsl, max_burst) = {
         let mut st = inner.lock();
-        if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) {
+        if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) && st.waiters > 0 {
             inner.window.notify_waiters();
         }
         let limits = match &st.conn {

@@ -8,7 +8,7 @@
 //! not completed is sent again; callers fail only after `replacement_timeout`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -91,9 +91,10 @@ pub(crate) struct State {
     pub max_cmd_sn: u32,
     next_itt: u32,
     pub tasks: HashMap<u32, Task>,
+    /// Submitters waiting for the window or a connection.
+    pub waiters: usize,
     /// When the connection dropped (None while connected).
     pub down_since: Option<Instant>,
-    pub last_rx: Instant,
     reconnecting: bool,
 }
 
@@ -140,6 +141,8 @@ pub(crate) struct Inner {
     /// ExpStatSN of the current connection, stamped on every PDU by the writer.
     pub exp_stat_sn: Arc<AtomicU32>,
     pub closed: AtomicBool,
+    /// PDUs received so far (the keepalive pings only a quiet connection).
+    pub rx_pdus: AtomicU64,
     block_lens: Mutex<HashMap<u64, u32>>,
 }
 
@@ -286,7 +289,6 @@ impl Inner {
         st.exp_cmd_sn = exp_cmd_sn;
         st.max_cmd_sn = max_cmd_sn;
         st.down_since = None;
-        st.last_rx = Instant::now();
     }
 }
 
@@ -298,16 +300,16 @@ async fn keepalive(
     interval: Duration,
     timeout: Duration,
 ) {
+    let mut seen = u64::MAX;
     loop {
         tokio::time::sleep(interval).await;
         let Some(inner) = weak.upgrade() else { return };
-        let quiet = {
-            let st = inner.lock();
-            if st.generation != generation {
-                return;
-            }
-            st.last_rx.elapsed() >= interval
-        };
+        if inner.lock().generation != generation {
+            return;
+        }
+        let now = inner.rx_pdus.load(Ordering::Relaxed);
+        let quiet = now == seen;
+        seen = now;
         if !quiet {
             continue;
         }
@@ -382,13 +384,14 @@ impl Session {
                 max_cmd_sn: 0,
                 next_itt: 0x100,
                 tasks: HashMap::new(),
+                waiters: 0,
                 down_since: None,
-                last_rx: Instant::now(),
                 reconnecting: false,
             }),
             window: Notify::new(),
             exp_stat_sn: Arc::new(AtomicU32::new(0)),
             closed: AtomicBool::new(false),
+            rx_pdus: AtomicU64::new(0),
             block_lens: Mutex::new(HashMap::new()),
         });
         inner.install(li);
@@ -436,7 +439,6 @@ impl Session {
         loop {
             let notified = inner.window.notified();
             tokio::pin!(notified);
-            notified.as_mut().enable();
             let deadline = {
                 let mut st = inner.lock();
                 if inner.closed.load(Ordering::Acquire) {
@@ -476,20 +478,25 @@ impl Session {
                     }
                     return Ok(rx);
                 }
+                // Register while the state is locked: whoever opens the window or brings the
+                // connection up does so under this lock and wakes us after.
+                notified.as_mut().enable();
+                st.waiters += 1;
                 st.down_since.map(|t| t + inner.config.replacement_timeout)
             };
-            match deadline {
-                Some(d) => {
-                    if tokio::time::timeout_at(d.into(), notified).await.is_err() {
-                        let st = inner.lock();
-                        if st.conn.is_none() {
-                            return Err(IscsiError::ReplacementTimeout(
-                                inner.config.replacement_timeout,
-                            ));
-                        }
-                    }
+            let timed_out = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), notified).await.is_err(),
+                None => {
+                    notified.await;
+                    false
                 }
-                None => notified.await,
+            };
+            let mut st = inner.lock();
+            st.waiters -= 1;
+            if timed_out && st.conn.is_none() {
+                return Err(IscsiError::ReplacementTimeout(
+                    inner.config.replacement_timeout,
+                ));
             }
         }
     }
@@ -856,8 +863,8 @@ mod tests {
             max_cmd_sn: u32::MAX - 1,
             next_itt: 0,
             tasks: HashMap::new(),
+            waiters: 0,
             down_since: None,
-            last_rx: Instant::now(),
             reconnecting: false,
         };
         assert!(st.window_open());
@@ -886,8 +893,8 @@ mod tests {
             max_cmd_sn: 0,
             next_itt: RESERVED_TAG,
             tasks: HashMap::new(),
+            waiters: 0,
             down_since: None,
-            last_rx: Instant::now(),
             reconnecting: false,
         };
         assert_eq!(st.alloc_itt(), 0);
