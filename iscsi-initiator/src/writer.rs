@@ -58,6 +58,10 @@ pub(crate) async fn run_writer(
     let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * MAX_BATCH_PDUS);
     let mut scratch = BytesMut::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
+        // Let submitters that are already runnable queue their PDUs too: one writev for many.
+        if rx.is_empty() {
+            tokio::task::yield_now().await;
+        }
         let mut bytes = encode(first, digests, &exp_stat_sn, &mut scratch, &mut chunks);
         let mut pdus = 1;
         while bytes < MAX_BATCH_BYTES && pdus < MAX_BATCH_PDUS {
