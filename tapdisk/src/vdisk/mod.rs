@@ -38,7 +38,7 @@ pub const MAX_MAX_REQUEST: u32 = 32 << 20;
 pub const MAX_QUEUE_DEPTH: usize = 4096;
 /// Default number of batches in progress at once; requests arriving while all are busy queue
 /// up and merge.
-pub const DEFAULT_DISPATCH_SLOTS: usize = 4;
+pub const DEFAULT_DISPATCH_SLOTS: usize = 2;
 /// Size of the shared zero buffer used when a server refuses WRITE SAME.
 const ZERO_CHUNK: usize = 1 << 20;
 
