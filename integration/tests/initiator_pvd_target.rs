@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use initiator_common::*;
 use iscsi_initiator::{discover, ChapSecret, IscsiError, Session};
 use pvd_integration::{free_port, pvd, sparse_file, wait_for_port, Proc};
@@ -81,6 +82,39 @@ async fn discovery_and_plain_login() {
         16,
     )
     .await;
+    // Task management: LUN RESET, ABORT TASK of a task that does not exist.
+    s.lun_reset(LUN).await.unwrap();
+    s.abort_task(LUN, 0x7777_0000).await.unwrap();
+    s.test_unit_ready(LUN).await.unwrap();
+    // COMPARE AND WRITE, WRITE SAME (unmap), UNMAP.
+    let a = Bytes::from(random_bytes(1024, 11));
+    let b = Bytes::from(random_bytes(1024, 12));
+    s.write(LUN, 100, a.clone(), false).await.unwrap();
+    s.compare_and_write(LUN, 100, a.clone(), b.clone(), false)
+        .await
+        .unwrap();
+    assert_eq!(s.read(LUN, 100, 2).await.unwrap(), b);
+    match s
+        .compare_and_write(LUN, 100, a.clone(), a.clone(), false)
+        .await
+    {
+        Err(IscsiError::CheckCondition { sense_key, .. }) => {
+            assert_eq!(sense_key, iscsi_proto::scsi::SenseKey::MISCOMPARE)
+        }
+        other => panic!("miscompare expected, got {other:?}"),
+    }
+    s.write_same(LUN, 100, 2, true).await.unwrap();
+    assert!(s.read(LUN, 100, 2).await.unwrap().iter().all(|&x| x == 0));
+    s.write(LUN, 200, a.clone(), true).await.unwrap();
+    s.unmap(LUN, &[(200, 2)]).await.unwrap();
+    // A read past the end is a typed CHECK CONDITION (ILLEGAL REQUEST).
+    let blocks = s.read_capacity(LUN).await.unwrap().blocks;
+    match s.read(LUN, blocks, 1).await {
+        Err(IscsiError::CheckCondition { sense_key, .. }) => {
+            assert_eq!(sense_key, iscsi_proto::scsi::SenseKey::ILLEGAL_REQUEST)
+        }
+        other => panic!("ILLEGAL REQUEST expected, got {other:?}"),
+    }
     s.logout().await.unwrap();
 }
 

@@ -52,6 +52,16 @@ async fn discovery_and_logins() {
     let p = s.params();
     assert!(p.immediate_data);
     assert_eq!(p.max_recv_data_segment_length, 256 * 1024);
+    s.lun_reset(LUN).await.unwrap();
+    s.abort_task(LUN, 0x7777_0000).await.unwrap();
+    s.test_unit_ready(LUN).await.unwrap();
+    let blocks = s.read_capacity(LUN).await.unwrap().blocks;
+    match s.read(LUN, blocks, 1).await {
+        Err(IscsiError::CheckCondition { sense_key, .. }) => {
+            assert_eq!(sense_key, iscsi_proto::scsi::SenseKey::ILLEGAL_REQUEST)
+        }
+        other => panic!("ILLEGAL REQUEST expected, got {other:?}"),
+    }
     s.logout().await.unwrap();
 
     // One-way CHAP.

@@ -111,9 +111,29 @@ async fn data_in(
         }
     };
     let Some((mut rb, read_len)) = taken else {
-        // Unknown or finished task: skip the payload.
+        // A task without a read buffer (or an unknown one): skip the payload, but honour a
+        // status carried here (RFC 7143 section 11.7.4).
         fill(sock, buf, dlen + trailer).await?;
         buf.advance(dlen + trailer);
+        if let Some(status) = din.status {
+            inner.saw_stat_sn(din.stat_sn);
+            let task = {
+                let mut st = inner.lock();
+                match st.tasks.get(&din.itt) {
+                    Some(t) if t.generation == generation => st.tasks.remove(&din.itt),
+                    _ => None,
+                }
+            };
+            if let Some(mut t) = task {
+                t.complete(Ok(Reply::Scsi(ScsiOutcome {
+                    response: 0,
+                    status,
+                    sense: Bytes::new(),
+                    data: Bytes::new(),
+                    underflow: din.underflow.then_some(din.residual_count),
+                })));
+            }
+        }
         return Ok(());
     };
     let offset = din.buffer_offset as usize;
