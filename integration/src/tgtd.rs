@@ -23,9 +23,13 @@ impl Tgtd {
     /// Starts tgtd on 127.0.0.1:`free port`, with target `iqn` (tid 1) and `backing` as LUN 1,
     /// bound to all initiators.
     pub fn start(iqn: &str, backing: &Path) -> Tgtd {
+        Tgtd::start_on(iqn, backing, free_port())
+    }
+
+    /// Like [`Tgtd::start`] on a given port (e.g. to restart a killed tgtd where it was).
+    pub fn start_on(iqn: &str, backing: &Path, port: u16) -> Tgtd {
         let tgtd = require_tool("tgtd");
         require_tool("tgtadm");
-        let port = free_port();
         let control_port = loop {
             let p = (rand_u16() % 2000) + 1000;
             if !Path::new(&format!("/var/run/tgtd/socket.{p}")).exists() {

@@ -256,3 +256,32 @@ async fn reconnect_under_write_stream() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tgtd_restart_under_write_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("lun.img");
+    sparse_file(&backing, 128 << 20);
+    let t = Tgtd::start(IQN, &backing);
+    let port = t.port;
+    let addr = t.addr();
+    let slot = std::sync::Mutex::new(Some(t));
+    let s = Session::connect(config(addr, IQN)).await.unwrap();
+    let g0 = s.connection_generation();
+    writes_survive(&s, LUN, 1000, || async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Kill tgtd (SIGKILL) mid-stream, wait, start a new one on the same port and file.
+        drop(slot.lock().unwrap().take());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let b = backing.clone();
+        let t2 = tokio::task::spawn_blocking(move || Tgtd::start_on(IQN, &b, port))
+            .await
+            .unwrap();
+        *slot.lock().unwrap() = Some(t2);
+    })
+    .await;
+    assert!(
+        s.connection_generation() > g0,
+        "the session logged in again"
+    );
+}
