@@ -127,7 +127,6 @@ fn demo_defaults_fit_the_acceptance_arithmetic() {
 /// The real cluster: master, targets and a tapdisk as `pvd` child processes; data written
 /// through the striped disk reads back.
 #[test]
-#[ignore = "needs `pvd tapdisk` (the data path); run with --ignored"]
 fn process_cluster_serves_a_striped_vdisk() {
     use pvd::bench::cluster::{ClusterConfig, ProcessCluster};
     use pvd::bench::service_time::parse_disk_model;
