@@ -71,6 +71,8 @@ pub struct ProcessCluster {
     targets: Vec<ChildGuard>,
     tapdisks: Vec<ChildGuard>,
     vdisks: usize,
+    /// Mapping file and server count of every virtual disk served, in start order.
+    maps: Vec<(PathBuf, usize)>,
 }
 
 /// How long a started server gets to open its port.
@@ -86,6 +88,7 @@ impl ProcessCluster {
             targets: Vec::new(),
             tapdisks: Vec::new(),
             vdisks: 0,
+            maps: Vec::new(),
         }
     }
 
@@ -279,7 +282,24 @@ impl Cluster for ProcessCluster {
         )?;
         self.wait_ready(&mut g, nbd)?;
         self.tapdisks.push(g);
+        self.maps.push((map, stripes));
         Ok(NbdTarget::tcp(nbd.to_string()))
+    }
+
+    /// Every served disk's stages from its tapdisk's control socket, each stage prefixed with
+    /// the disk's server count; a tapdisk that does not answer contributes nothing.
+    fn stages(&self) -> Vec<StageBreakdown> {
+        let mut out = Vec::new();
+        for (map, servers) in &self.maps {
+            match crate::stats::control::fetch_stage_breakdown(map) {
+                Ok(stages) => out.extend(stages.into_iter().map(|mut s| {
+                    s.stage = format!("{servers} server(s): {}", s.stage);
+                    s
+                })),
+                Err(e) => tracing::warn!(map = %map.display(), error = %e, "no tapdisk statistics"),
+            }
+        }
+        out
     }
 
     fn stop(&mut self) {
