@@ -140,6 +140,9 @@ pub struct BenchArgs {
     /// Requests in total.
     #[arg(long, default_value_t = 100_000)]
     pub count: u64,
+    /// Runtime threads (1: a single event loop).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Only use the first BYTES of the LUN (default: all of it).
     #[arg(long, value_parser = parse_size)]
     pub span: Option<u64>,
@@ -208,7 +211,7 @@ impl IscsiCommand {
             IscsiAction::Info(a) => run_info(a).await,
             IscsiAction::Write(a) => run_write(a).await,
             IscsiAction::Read(a) => run_read(a).await,
-            IscsiAction::Bench(a) => run_bench(a).await,
+            IscsiAction::Bench(a) => bench_on_own_runtime(a).await,
         }
     }
 }
@@ -397,6 +400,27 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs the benchmark on a runtime of its own: one thread (like QEMU's event loop) unless
+/// `--threads` asks for more.
+async fn bench_on_own_runtime(a: BenchArgs) -> anyhow::Result<()> {
+    let threads = a.threads;
+    tokio::task::spawn_blocking(move || {
+        let rt = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()?
+        };
+        rt.block_on(run_bench(a))
+    })
+    .await
+    .context("bench thread")?
 }
 
 async fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
