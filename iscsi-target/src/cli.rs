@@ -85,8 +85,10 @@ pub struct TargetArgs {
     /// I/O threads), pool (always on I/O threads) or inline (always on the event loop).
     #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "pool", "inline"])]
     pub io_engine: String,
-    /// Most threads doing backing-store I/O at once.
-    #[arg(long, default_value_t = 16)]
+    /// Most threads doing backing-store I/O at once (a few suffice for files in the page
+    /// cache, where writes to one file serialize in the kernel anyway; raise it for block
+    /// devices with deep queues).
+    #[arg(long, default_value_t = 4)]
     pub io_threads: usize,
 }
 
