@@ -82,40 +82,81 @@ impl DiskEmulation {
 }
 
 /// The emulated spindle: commands are served one after another.
+/// One emulated spindle: commands are served one after another, each taking
+/// [`DiskEmulation::service_time`]. Shared by the target's logical units and by `pvd bench`'s local
+/// "physical disk" baseline, so both sides of a comparison pay exactly the same model.
 #[derive(Debug)]
-pub(crate) struct Spindle {
+pub struct Spindle {
     model: DiskEmulation,
     busy_until: Mutex<Instant>,
 }
 
 impl Spindle {
-    pub(crate) fn new(model: DiskEmulation) -> Spindle {
+    pub fn new(model: DiskEmulation) -> Spindle {
         Spindle {
             model,
             busy_until: Mutex::new(Instant::now()),
         }
     }
 
-    /// Books the spindle for a command of `bytes` and returns when it completes.
-    pub(crate) fn book(&self, bytes: u64) -> Instant {
-        let now = Instant::now();
+    pub fn model(&self) -> DiskEmulation {
+        self.model
+    }
+
+    /// Books a command of `bytes` arriving now; returns when the spindle finishes it.
+    pub fn book(&self, bytes: u64) -> Instant {
+        self.book_at(Instant::now(), bytes)
+    }
+
+    /// Books a command of `bytes` that arrived at `arrival`: it starts when the spindle is free
+    /// (or at arrival, if idle) and takes the model's service time.
+    pub fn book_at(&self, arrival: Instant, bytes: u64) -> Instant {
         let mut busy = self.busy_until.lock().unwrap_or_else(|e| e.into_inner());
-        let start = (*busy).max(now);
+        let start = (*busy).max(arrival);
         let end = start + self.model.service_time(bytes);
         *busy = end;
         end
     }
 }
 
-/// Blocks the calling (blocking-pool) thread until `deadline`: thread sleeps are accurate to
-/// tens of microseconds, where tokio timers round up to milliseconds.
-pub(crate) fn wait_until(deadline: Option<Instant>) {
-    if let Some(d) = deadline {
+/// How close to a deadline [`wait_until`] stops sleeping and spins.
+const SPIN_WINDOW: Duration = Duration::from_micros(30);
+
+/// Blocks the calling thread until `deadline` (no-op for `None` or a past deadline).
+///
+/// Linux lets a sleeping thread overshoot by its timer slack (50 µs by default), which would add
+/// a random cost to every emulated command; the first call on a thread sets the slack to 1 ns,
+/// and the last few microseconds are spun.
+pub fn wait_until(deadline: Option<Instant>) {
+    let Some(deadline) = deadline else { return };
+    tighten_timer_slack();
+    loop {
         let now = Instant::now();
-        if d > now {
-            std::thread::sleep(d - now);
+        if now >= deadline {
+            return;
+        }
+        let left = deadline - now;
+        if left > SPIN_WINDOW {
+            std::thread::sleep(left - SPIN_WINDOW);
+        } else {
+            std::hint::spin_loop();
         }
     }
+}
+
+fn tighten_timer_slack() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    DONE.with(|done| {
+        if !done.get() {
+            // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only this thread.
+            unsafe {
+                libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+            }
+            done.set(true);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -39,8 +39,8 @@ use thiserror::Error;
 use tokio::sync::RwLock;
 
 use backing::Backing;
-use emulation::{wait_until, Spindle};
-pub use emulation::{DiskEmulation, EmulationParseError};
+use emulation::wait_until;
+pub use emulation::{DiskEmulation, EmulationParseError, Spindle};
 pub use pr::Nexus;
 
 /// Largest data transfer of one READ/WRITE command, in bytes (reported in VPD B0h as MAXIMUM

@@ -4,7 +4,6 @@
 //! The storage targets apply the same model to their logical units (`--emulate-disk
 //! latency_us=L,mbps=B`), so the physical baseline and the virtual disk run on identical disks.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::workload::Op;
@@ -17,6 +16,7 @@ pub trait ServiceTimeModel: Send + Sync {
 }
 
 pub use iscsi_target::lu::DiskEmulation;
+use iscsi_target::lu::Spindle;
 
 /// Parses `latency_us=L,mbps=B` exactly as the target's `--emulate-disk` does.
 pub fn parse_disk_model(s: &str) -> Result<DiskEmulation, String> {
@@ -30,54 +30,34 @@ pub fn disk_model_arg(model: &DiskEmulation) -> String {
 
 /// One spindle: commands are served one after the other, each for
 /// [`DiskEmulation::service_time`] (the booking rule of the target's emulated LUN).
+/// The physical disk's model: the very spindle the target's logical units use, so the baseline
+/// and the virtual disk pay the same service times with the same precision.
 #[derive(Debug)]
 pub struct SpindleModel {
-    spec: DiskEmulation,
-    busy_until: Mutex<Option<Instant>>,
+    spindle: Spindle,
 }
 
 impl SpindleModel {
     pub fn new(spec: DiskEmulation) -> Self {
         SpindleModel {
-            spec,
-            busy_until: Mutex::new(None),
+            spindle: Spindle::new(spec),
         }
     }
 
     pub fn spec(&self) -> DiskEmulation {
-        self.spec
+        self.spindle.model()
     }
 }
 
 impl ServiceTimeModel for SpindleModel {
     fn complete_at(&self, arrival: Instant, _op: Op, len: u64) -> Instant {
-        let mut busy = self.busy_until.lock().unwrap_or_else(|p| p.into_inner());
-        let start = match *busy {
-            Some(t) if t > arrival => t,
-            _ => arrival,
-        };
-        let done = start + self.spec.service_time(len);
-        *busy = Some(done);
-        done
+        self.spindle.book_at(arrival, len)
     }
 }
 
-/// Sleeps until `deadline` with microsecond precision: the kernel sleep covers all but the last
-/// 100 µs, which are spun (timer slack alone makes plain sleeps overshoot by 50 µs or more).
+/// Blocks until `deadline`, exactly as the target's logical units do.
 pub fn sleep_until_precise(deadline: Instant) {
-    const SPIN: Duration = Duration::from_micros(100);
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        let left = deadline - now;
-        if left > SPIN {
-            std::thread::sleep(left - SPIN);
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+    iscsi_target::lu::emulation::wait_until(Some(deadline));
 }
 
 #[cfg(test)]
