@@ -1,7 +1,6 @@
 //! The initiator against pvd's target in the same process: many tasks sharing one session,
 //! overlapping pipelines of reads and writes, multi-buffer writes, and a dropped connection.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,8 +57,7 @@ async fn many_tasks_one_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_is_replaced() {
     let (_dir, t, s) = pair(32 << 20).await;
-    let data = Arc::new(pattern(1, 8 << 20));
-    let src = Bytes::from(data.as_ref().clone());
+    let src = pattern(1, 8 << 20);
     let mut tasks = Vec::new();
     for i in 0..64usize {
         let s2 = s.clone();
