@@ -87,7 +87,8 @@ pub struct LunArgs {
 pub struct WriteArgs {
     #[command(flatten)]
     pub target: LunArgs,
-    /// Byte offset on the LUN.
+    /// Byte offset on the LUN (bytes, or with a K/M/G/KiB/MiB/GiB suffix; a multiple of the
+    /// block size).
     #[arg(long, default_value = "0", value_parser = parse_size)]
     pub offset: u64,
     /// File to write, or - for stdin.
@@ -103,10 +104,11 @@ pub struct WriteArgs {
 pub struct ReadArgs {
     #[command(flatten)]
     pub target: LunArgs,
-    /// Byte offset on the LUN.
+    /// Byte offset on the LUN (bytes, or with a K/M/G/KiB/MiB/GiB suffix; a multiple of the
+    /// block size).
     #[arg(long, default_value = "0", value_parser = parse_size)]
     pub offset: u64,
-    /// Bytes to read.
+    /// Bytes to read (bytes, or with a K/M/G/KiB/MiB/GiB suffix; a multiple of the block size).
     #[arg(long, value_parser = parse_size)]
     pub length: u64,
     /// Output file, or - for stdout.
@@ -131,7 +133,7 @@ pub struct BenchArgs {
     /// Access pattern.
     #[arg(long, value_enum, default_value = "randread")]
     pub rw: Pattern,
-    /// Bytes per request.
+    /// Bytes per request (bytes, or with a K/M/G/KiB/MiB/GiB suffix).
     #[arg(long, default_value = "4K", value_parser = parse_size)]
     pub bs: u64,
     /// Requests in flight.

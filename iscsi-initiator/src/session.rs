@@ -461,6 +461,7 @@ impl Session {
                     }
                     let generation = conn.generation;
                     st.conn = Some(conn);
+                    let cmd_sn = st.cmd_sn;
                     if advance {
                         st.cmd_sn = st.cmd_sn.wrapping_add(1);
                     }
@@ -470,6 +471,7 @@ impl Session {
                             kind: kind.take().expect("checked"),
                             done: Some(tx),
                             generation,
+                            cmd_sn,
                         },
                     );
                     if !ok {
@@ -613,7 +615,8 @@ impl Session {
                     itt,
                     referenced_task_tag: referenced,
                     cmd_sn: st.cmd_sn,
-                    ref_cmd_sn: st.cmd_sn,
+                    // RFC 7143 section 11.5.4: the CmdSN of the task to abort.
+                    ref_cmd_sn: st.tasks.get(&referenced).map_or(st.cmd_sn, |t| t.cmd_sn),
                     ..Default::default()
                 };
                 (false, vec![OutPdu::header_only(req.to_bhs())])
@@ -904,6 +907,7 @@ mod tests {
                 kind: TaskKind::Nop,
                 done: None,
                 generation: 0,
+                cmd_sn: 0,
             },
         );
         assert_eq!(st.alloc_itt(), 2);

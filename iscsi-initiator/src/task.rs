@@ -97,6 +97,8 @@ pub(crate) struct Task {
     pub done: Option<Done>,
     /// Connection generation the task was sent on.
     pub generation: u64,
+    /// The CmdSN the task was sent with (RefCmdSN of an ABORT TASK).
+    pub cmd_sn: u32,
 }
 
 impl Task {
