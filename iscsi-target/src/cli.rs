@@ -77,6 +77,9 @@ pub struct TargetArgs {
     /// Seconds of initiator silence before a NOP-In ping (0: never).
     #[arg(long, default_value_t = DEFAULT_NOP_INTERVAL_SECS)]
     pub nop_interval: u64,
+    /// Seconds a pinged initiator has to answer before its connection is dropped.
+    #[arg(long, default_value_t = DEFAULT_NOP_TIMEOUT_SECS)]
+    pub nop_timeout: u64,
     /// Threads running the network side (1: one event loop thread, the fastest on small
     /// machines; disk I/O runs on the I/O threads either way).
     #[arg(long, default_value_t = 1)]
@@ -127,7 +130,7 @@ impl TargetArgs {
                     }],
                     cmd_window: self.cmd_window,
                     nop_interval_secs: self.nop_interval,
-                    nop_timeout_secs: DEFAULT_NOP_TIMEOUT_SECS,
+                    nop_timeout_secs: self.nop_timeout,
                 }
             }
         };
