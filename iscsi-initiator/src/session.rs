@@ -505,7 +505,6 @@ impl Session {
 
     /// Sends one SCSI command and waits for its status, reissuing it across reconnects.
     async fn run_once(&self, request: &ScsiRequest) -> Result<ScsiOutcome> {
-        let first_try = Instant::now();
         loop {
             let kind = TaskKind::Scsi {
                 request: request.clone(),
@@ -515,16 +514,9 @@ impl Session {
             let rx = self.submit(Some(kind), &mut build_scsi).await?;
             match rx.await {
                 Ok(Ok(Reply::Scsi(o))) => return Ok(o),
-                Ok(Ok(Reply::Reissue)) => {
-                    let down = self.inner.lock().down_since;
-                    let since = down.unwrap_or(first_try);
-                    if since.elapsed() > self.inner.config.replacement_timeout {
-                        return Err(IscsiError::ReplacementTimeout(
-                            self.inner.config.replacement_timeout,
-                        ));
-                    }
-                    continue;
-                }
+                // The connection dropped: send it again once a new one is logged in; `submit`
+                // gives up when none comes within the replacement timeout.
+                Ok(Ok(Reply::Reissue)) => continue,
                 Ok(Ok(other)) => {
                     return Err(IscsiError::Protocol(format!(
                         "SCSI task completed as {other:?}"
