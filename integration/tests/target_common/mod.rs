@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use pvd_integration::{free_port, pvd, wait_for_port, Proc};
 use std::net::SocketAddr;
 use std::path::Path;
