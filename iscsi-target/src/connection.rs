@@ -106,9 +106,14 @@ async fn serve_inner(sock: TcpStream, state: Arc<ServerState>) -> Result<(), Con
     let local = sock.local_addr()?;
     let (rd, mut wr) = sock.into_split();
     let mut reader = PduReader::new(rd, PduDecoder::new(Limits::new(), DigestConfig::NONE));
-    let logged = tokio::time::timeout(LOGIN_TIMEOUT, login(&mut reader, &mut wr, &state))
-        .await
-        .map_err(|_| ConnError::LoginTimeout(LOGIN_TIMEOUT))??;
+    let mut shutdown = state.shutdown.clone();
+    let logged = tokio::select! {
+        r = tokio::time::timeout(LOGIN_TIMEOUT, login(&mut reader, &mut wr, &state)) => {
+            r.map_err(|_| ConnError::LoginTimeout(LOGIN_TIMEOUT))??
+        }
+        // A shutdown abandons logins in progress.
+        _ = stopped(&mut shutdown) => return Ok(()),
+    };
     full_feature(reader, wr, state, local, logged).await;
     Ok(())
 }
