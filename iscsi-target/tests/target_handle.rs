@@ -22,7 +22,7 @@ async fn bind_serve_and_shut_down() {
     let mut cfg = ServerConfig::single(
         "127.0.0.1:0".parse().unwrap(),
         "iqn.2026-11.io.pvd:api",
-        &[a.clone()],
+        std::slice::from_ref(&a),
     );
     let mut second = LunSpec::new(&b);
     second.block_size = 4096;
