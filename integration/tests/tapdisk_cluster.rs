@@ -373,7 +373,7 @@ fn sequential_writes_at_depth_32_merge() {
         .sum();
     assert_eq!(nbd_writes, 8192);
     assert!(
-        iscsi_writes * 3 < nbd_writes,
+        iscsi_writes * 2 < nbd_writes,
         "{nbd_writes} NBD writes became {iscsi_writes} iSCSI writes"
     );
     eprintln!("merging: {nbd_writes} NBD writes -> {iscsi_writes} iSCSI writes");

@@ -1,10 +1,12 @@
 //! The request queue of the virtual disk (thesis sections 3.3 and 4: a deep queue, sorting and
 //! merging of adjacent requests, a large maximum request size).
 //!
-//! Requests enter a shared queue. At most `dispatch_slots` batches are in progress at once; a
-//! request arriving while a slot is free takes everything queued (up to the queue depth) and
-//! dispatches it at once, on its own task when it is alone (no task hop at queue depth 1).
-//! While every slot is busy, requests accumulate; the batch that frees a slot takes them all,
+//! Requests enter a shared queue. A request arriving while one of `dispatch_slots` is free takes
+//! everything queued (up to the queue depth) and dispatches it at once, on its own task when it
+//! is alone (no task hop at queue depth 1). While every slot is busy, a write that continues
+//! a sequential stream (it starts near where a recent or queued request ends) waits, so the stream's
+//! writes accumulate; any other request is dispatched at once with whatever is queued (random
+//! I/O never waits for a slot). The batch that frees a slot takes what accumulated,
 //! sorts them by offset and merges adjacent requests of the same direction up to the maximum
 //! request size: a merged write is the list of the requests' buffers, a merged read is one read
 //! whose buffer is sliced back to the waiting requests. Nothing is copied.
@@ -40,10 +42,49 @@ pub struct Merged {
     pub parts: Vec<Pending>,
 }
 
-#[derive(Default)]
+/// How many recently dispatched request ends are remembered to recognise sequential streams.
+const RECENT_ENDS: usize = 16;
+/// A request within this distance of a recent or queued request's end continues its stream
+/// (the frontend serves requests concurrently, so a stream may arrive slightly out of order).
+const STREAM_WINDOW: u64 = 256 << 10;
+
 pub struct QueueState {
     pending: Vec<Pending>,
     running: usize,
+    recent_ends: [u64; RECENT_ENDS],
+    next_end: usize,
+}
+
+impl Default for QueueState {
+    fn default() -> Self {
+        QueueState {
+            pending: Vec::new(),
+            running: 0,
+            recent_ends: [u64::MAX; RECENT_ENDS],
+            next_end: 0,
+        }
+    }
+}
+
+impl QueueState {
+    /// Whether a request at `offset` continues a stream: a queued or recently dispatched
+    /// request ends near it.
+    fn continues_stream(&self, offset: u64) -> bool {
+        self.recent_ends
+            .iter()
+            .any(|&e| e.abs_diff(offset) <= STREAM_WINDOW)
+            || self
+                .pending
+                .iter()
+                .any(|p| (p.offset + p.len).abs_diff(offset) <= STREAM_WINDOW)
+    }
+
+    fn remember(&mut self, batch: &[Pending]) {
+        for p in batch {
+            self.recent_ends[self.next_end] = p.offset + p.len;
+            self.next_end = (self.next_end + 1) % RECENT_ENDS;
+        }
+    }
 }
 
 /// The queue proper: its state and limits.
@@ -74,9 +115,17 @@ impl RequestQueue {
         if st.pending.is_empty() || st.running >= self.dispatch_slots {
             return None;
         }
+        Some(self.take(st))
+    }
+
+    /// Takes up to the queue depth of the oldest queued requests (occupying a slot, possibly
+    /// beyond `dispatch_slots`).
+    fn take(&self, st: &mut QueueState) -> Vec<Pending> {
         st.running += 1;
         let n = st.pending.len().min(self.queue_depth);
-        Some(st.pending.drain(..n).collect())
+        let batch: Vec<Pending> = st.pending.drain(..n).collect();
+        st.remember(&batch);
+        batch
     }
 }
 
@@ -125,6 +174,9 @@ pub async fn submit(
     let enqueued = Instant::now();
     let batch = {
         let mut st = inner.queue.lock();
+        // Only writes wait for a slot: merging them saves commands on every replica, while a
+        // read stream is served best by pipelining.
+        let sequential = data.is_some() && st.continues_stream(offset);
         st.pending.push(Pending {
             offset,
             len,
@@ -133,7 +185,11 @@ pub async fn submit(
             enqueued,
             reply: tx,
         });
-        inner.queue.take_if_free(&mut st)
+        match inner.queue.take_if_free(&mut st) {
+            Some(b) => Some(b),
+            None if !sequential => Some(inner.queue.take(&mut st)),
+            None => None,
+        }
     };
     if let Some(batch) = batch {
         if batch.len() == 1 {
