@@ -23,7 +23,7 @@ mod ua;
 mod vpd;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -61,6 +61,13 @@ pub const UNMAP_GRANULARITY_BYTES: u32 = 4096;
 /// copies go to the blocking pool so they do not hold up a runtime worker.
 pub const INLINE_READ_MAX_BYTES: u64 = 64 << 10;
 
+/// Largest buffered write [`IoEngine::Adaptive`] does on the calling task.
+pub const INLINE_WRITE_MAX_BYTES: usize = 64 << 10;
+/// An inline write slower than this makes writes use the blocking pool for a while.
+pub const INLINE_WRITE_SLOW: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long writes stay on the blocking pool after a slow inline write.
+pub const INLINE_WRITE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Configuration of one logical unit.
 #[derive(Clone, Debug)]
 pub struct LuConfig {
@@ -90,8 +97,10 @@ pub struct LuConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum IoEngine {
     /// Reads of at most [`INLINE_READ_MAX_BYTES`] first try the page cache without blocking
-    /// (preadv2 RWF_NOWAIT) on the calling task; what is not cached, and every other call,
-    /// goes to tokio's blocking pool.
+    /// (preadv2 RWF_NOWAIT) on the calling task; so do buffered writes of at most
+    /// [`INLINE_WRITE_MAX_BYTES`] to regular files, until one takes longer than
+    /// [`INLINE_WRITE_SLOW`] (dirty-page throttling), which sends writes to the pool for
+    /// [`INLINE_WRITE_BACKOFF`]. Everything else goes to tokio's blocking pool.
     #[default]
     Adaptive,
     /// tokio's blocking thread pool (`spawn_blocking`) for every call.
@@ -237,6 +246,10 @@ pub struct LogicalUnit {
     wce: AtomicBool,
     reservations: pr::Reservations,
     unit_attentions: ua::UnitAttentions,
+    /// Time base of `inline_writes_paused_until`.
+    epoch: std::time::Instant,
+    /// Nanoseconds after `epoch` until which adaptive writes stay off the calling task.
+    inline_writes_paused_until: AtomicU64,
 }
 
 impl LogicalUnit {
@@ -269,6 +282,8 @@ impl LogicalUnit {
             d_sense: AtomicBool::new(false),
             wce: AtomicBool::new(true),
             reservations: pr::Reservations::default(),
+            epoch: std::time::Instant::now(),
+            inline_writes_paused_until: AtomicU64::new(0),
             unit_attentions: ua::UnitAttentions::default(),
             cfg,
         })
@@ -639,6 +654,17 @@ impl LogicalUnit {
         let deadline = self.book(data.len() as u64);
         let off = lba * self.cfg.block_size as u64;
         let lun = self.cfg.lun;
+        if self.inline_write_allowed(data.len(), fua) {
+            let start = std::time::Instant::now();
+            let r = self.backing.write_at(&data, off, false);
+            if start.elapsed() > INLINE_WRITE_SLOW {
+                let until = (start + INLINE_WRITE_BACKOFF).duration_since(self.epoch);
+                self.inline_writes_paused_until
+                    .store(until.as_nanos() as u64, Ordering::Relaxed);
+            }
+            r.map_err(|e| write_error(lun, lba, e))?;
+            return Ok(Bytes::new());
+        }
         self.blocking(move |b| {
             let r = b.write_at(&data, off, fua);
             wait_until(deadline);
@@ -646,6 +672,17 @@ impl LogicalUnit {
             Ok(Bytes::new())
         })
         .await
+    }
+
+    /// Whether [`IoEngine::Adaptive`] may do this write on the calling task.
+    fn inline_write_allowed(&self, len: usize, fua: bool) -> bool {
+        self.cfg.engine == IoEngine::Adaptive
+            && !fua
+            && len <= INLINE_WRITE_MAX_BYTES
+            && self.spindle.is_none()
+            && !self.backing.is_block_device
+            && (self.epoch.elapsed().as_nanos() as u64)
+                >= self.inline_writes_paused_until.load(Ordering::Relaxed)
     }
 
     async fn sync(&self) -> CmdResult {
