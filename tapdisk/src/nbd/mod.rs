@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::sync::Arc;
-//! use pvd::nbd::{MemBackend, NbdConfig, NbdServer};
+//! use pvd::nbd::{BlockBackend, MemBackend, NbdConfig, NbdServer};
 //! let server = NbdServer::new(Arc::new(MemBackend::new(1 << 30)), NbdConfig::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:10809").await?;
 //! server.serve_tcp(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
