@@ -4,7 +4,7 @@
 //! The storage targets apply the same model to their logical units (`--emulate-disk
 //! latency_us=L,mbps=B`), so the physical baseline and the virtual disk run on identical disks.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::workload::Op;
 
@@ -63,6 +63,7 @@ pub fn sleep_until_precise(deadline: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn parses_and_prints_the_target_syntax() {

@@ -122,7 +122,7 @@ pub fn validate(h: &RequestHeader, l: &RequestLimits) -> Result<(), Errno> {
     }
     if h.command != CommandType::CACHE
         && l.min_block > 1
-        && (h.offset % l.min_block as u64 != 0 || h.length % l.min_block != 0)
+        && (!h.offset.is_multiple_of(l.min_block as u64) || !h.length.is_multiple_of(l.min_block))
     {
         return Err(Errno::EINVAL);
     }
