@@ -15,6 +15,11 @@ pub const DEFAULT_INITIATOR_NAME: &str = "iqn.2026-01.org.pvd:initiator";
 /// blocks: 16 MiB - 1 KiB.
 pub const MAX_BURST_LENGTH: u32 = 16 * 1024 * 1024 - 1024;
 
+/// FirstBurstLength we offer: a write up to 1 MiB goes out as immediate plus unsolicited data
+/// without waiting for an R2T (a 512 KiB write to a target whose MaxRecvDataSegmentLength is
+/// 256 KiB would otherwise pay one extra round trip for its second half).
+pub const FIRST_BURST_LENGTH: u32 = 1024 * 1024;
+
 /// Largest value of the 24-bit length keys (RFC 7143 sections 13.12-13.14).
 const MAX_24BIT: u32 = 0x00ff_ffff;
 
@@ -89,7 +94,7 @@ impl SessionConfig {
             data_digest: false,
             max_recv_data_segment_length: 256 * 1024,
             max_burst_length: MAX_BURST_LENGTH,
-            first_burst_length: 256 * 1024,
+            first_burst_length: FIRST_BURST_LENGTH,
             immediate_data: true,
             initial_r2t: false,
             max_outstanding_r2t: 16,
