@@ -220,6 +220,7 @@ fn exercise(stripes: u32, replicas: u32) {
         "--offset=200M",
         "--iodepth=16",
         "--verify=crc32c",
+        "--verify_state_save=0",
         "--do_verify=1",
         "--randrepeat=1",
     ]);

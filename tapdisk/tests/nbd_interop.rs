@@ -301,6 +301,7 @@ fn fio_random_writes_verify() {
         "--rw=randwrite",
         "--bssplit=4k/40:16k/30:64k/30",
         "--verify=crc32c",
+        "--verify_state_save=0",
         "--iodepth=16",
         "--size=32M",
         "--output-format=terse",
