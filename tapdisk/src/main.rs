@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Vdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
         Command::Target(a) => iscsi_target::cli::run(a),
         Command::Iscsi(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
-        Command::Tapdisk(c) => tokio::runtime::Runtime::new()?.block_on(c.run()),
+        Command::Tapdisk(c) => c.runtime()?.block_on(c.run()),
         Command::Bench(a) => pvd::bench::cli::run_bench_command(&a),
         Command::Demo(a) => pvd::bench::cli::run_demo_command(&a, std::env::current_exe()?),
     }
