@@ -65,13 +65,15 @@ pub fn require_tool(tool: &str) -> PathBuf {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 ///
-/// Ports are drawn at random from a high range and checked by binding, so parallel tests in
-/// different processes rarely collide.
+/// Ports are drawn at random below Linux's ephemeral range (32768-60999), so no client socket's
+/// source port can take the port between this check and the server's bind, and a client can never
+/// connect to itself while the server is still starting (a self-connect on a port in the ephemeral
+/// range looks like a listening server). Checked by binding, so parallel tests rarely collide.
 pub fn free_port() -> u16 {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     loop {
-        let port: u16 = rng.gen_range(20_000..60_000);
+        let port: u16 = rng.gen_range(10_000..32_000);
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

@@ -35,8 +35,12 @@ impl PvdTarget {
             cmd.arg("--lun").arg(l);
         }
         cmd.args(extra);
-        let proc = Proc::spawn("pvd target", &mut cmd);
+        let mut proc = Proc::spawn("pvd target", &mut cmd);
         wait_for_port(Self::addr_of(port), Duration::from_secs(20));
+        // Whatever answered must be this target, not another test's server on a reused port.
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!("pvd target on port {port} exited at start-up: {status}");
+        }
         PvdTarget { proc, port }
     }
 
