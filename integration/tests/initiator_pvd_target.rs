@@ -184,20 +184,5 @@ async fn reconnect_under_write_stream() {
     let t = PvdTarget::start(128 << 20, &[]);
     let proxy = Proxy::start(t.addr).await;
     let s = Session::connect(config(proxy.addr, IQN)).await.unwrap();
-    let g0 = s.connection_generation();
-    writes_survive(&s, LUN, 1200, || async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        proxy.cut();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        proxy.refuse(true);
-        proxy.cut();
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        proxy.refuse(false);
-    })
-    .await;
-    assert!(
-        s.connection_generation() >= g0 + 2,
-        "the session reconnected ({} logins)",
-        s.connection_generation()
-    );
+    writes_survive_two_cuts(&s, LUN, &proxy).await;
 }

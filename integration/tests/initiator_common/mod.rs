@@ -308,3 +308,25 @@ where
         assert!(got[..] == data[at..at + n], "data at {at} after reconnects");
     }
 }
+
+/// The fault scenario both targets face: a QD32 stream of 1200 writes through `proxy`, which
+/// cuts the connection twice (refusing new ones for 0.8 s after the second cut); every write
+/// completes and verifies, and the session logged in again at least twice.
+pub async fn writes_survive_two_cuts(s: &Session, lun: u64, proxy: &Proxy) {
+    let g0 = s.connection_generation();
+    writes_survive(s, lun, 1200, || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        proxy.refuse(true);
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        proxy.refuse(false);
+    })
+    .await;
+    assert!(
+        s.connection_generation() >= g0 + 2,
+        "the session reconnected ({} logins)",
+        s.connection_generation()
+    );
+}
