@@ -216,3 +216,29 @@ fn initiator_vanishing_mid_transfer_leaves_nothing_stuck() {
         .expect("target did not stop on SIGTERM");
     assert!(status.success(), "target exited with {status}");
 }
+
+#[test]
+fn announced_writes_that_never_send_data_are_bounded() {
+    // 20 WRITEs of 16 MiB each whose data never comes: the target holds at most 256 MiB of
+    // write buffers per connection and answers the rest TASK SET FULL instead of allocating.
+    let (_d, mut t, mut good) = setup();
+    let mut hostile = Raw::login(t.addr());
+    for _ in 0..20 {
+        hostile.scsi(
+            &[0x2a, 0, 0, 0, 0, 0, 0, 0x80, 0, 0],
+            16 << 20,
+            false,
+            true,
+            Bytes::new(),
+        );
+    }
+    let mut task_set_full = 0;
+    while let Some(p) = hostile.recv_within(Duration::from_secs(3)) {
+        if let Pdu::ScsiResponse(r) = p {
+            assert_eq!(r.status.0, 0x28, "only TASK SET FULL answers: {r:?}");
+            task_set_full += 1;
+        }
+    }
+    assert_eq!(task_set_full, 4, "16 x 16 MiB fit the budget, 4 do not");
+    still_fine(&mut t, &mut good);
+}

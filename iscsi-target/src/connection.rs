@@ -49,6 +49,11 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest data-out buffer one command may ask for (its logical unit refuses more anyway).
 const MAX_WRITE_BUFFER: u32 = MAX_TRANSFER_BYTES as u32 + (1 << 20);
+/// Most bytes of write buffers one connection may hold for commands still waiting for their
+/// data. Without it, a window of commands that announce large transfers and never send them
+/// would make the target hold command window x MAX_WRITE_BUFFER bytes. A command that would
+/// exceed it gets TASK SET FULL (SAM-5 5.3.1), which initiators retry.
+const MAX_PENDING_WRITE_BYTES: u64 = 256 << 20;
 
 /// Why a connection ended badly.
 #[derive(Debug, Error)]
@@ -620,6 +625,19 @@ impl Conn {
         if cmd.data.len() as u64 >= edtl as u64 {
             let data = cmd.data.slice(..edtl as usize);
             self.spawn(info, data, 0);
+            return;
+        }
+        let pending: u64 = self.writes.values().map(|w| u64::from(w.info.edtl)).sum();
+        if pending + u64::from(edtl) > MAX_PENDING_WRITE_BYTES {
+            tracing::debug!(
+                itt = info.itt,
+                pending,
+                edtl,
+                "write buffers full: TASK SET FULL"
+            );
+            let pdus =
+                scsi_task::answer_status(&info, iscsi_proto::scsi::ScsiStatus::TASK_SET_FULL);
+            self.shared.complete(info.itt, pdus);
             return;
         }
         let itt = info.itt;

@@ -135,6 +135,16 @@ pub(crate) fn answer(info: &CommandInfo, sense: Option<Sense>) -> Vec<Pdu> {
     respond(info, outcome, info.write_len, 0, usize::MAX, usize::MAX)
 }
 
+/// A status-only answer for `info` without running it (e.g. TASK SET FULL), no sense data.
+pub(crate) fn answer_status(info: &CommandInfo, status: iscsi_proto::scsi::ScsiStatus) -> Vec<Pdu> {
+    let outcome = ScsiOutcome {
+        status,
+        sense: None,
+        data_in: Bytes::new(),
+    };
+    respond(info, outcome, info.write_len, 0, usize::MAX, usize::MAX)
+}
+
 /// Builds the response PDUs: Data-In PDUs of at most `max_seg` bytes (F set at the end of each
 /// `max_burst` sequence), with the status in the last one when there is no sense data,
 /// otherwise a separate SCSI Response.
