@@ -3,6 +3,7 @@
 //! from the socket into it when the data segment is not yet buffered), answers R2Ts with
 //! Data-Out and target NOP-Ins with NOP-Outs, and tracks StatSN / ExpCmdSN / MaxCmdSN.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -11,7 +12,7 @@ use iscsi_proto::limits::{pad4, BHS_LEN, MAX_DATA_SEGMENT_HARD_CAP};
 use iscsi_proto::pdu::{
     data_wire_len, AsyncEvent, Bhs, DataIn, NopOut, Opcode, Pdu, R2t, ScsiResponse, RESERVED_TAG,
 };
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::tcp::OwnedReadHalf;
 
 use crate::error::{IscsiError, Result};
@@ -21,6 +22,68 @@ use crate::writer::{OutPdu, OutTx};
 
 /// Minimum read size into the receive buffer.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Remaining payloads of at least this size are followed by only their trailer and the next
+/// header in the same read; smaller ones by a whole [`READ_CHUNK`].
+const DIRECT_TAIL_THRESHOLD: usize = 16 * 1024;
+
+/// Reads the rest of a payload straight into `rb` (until it holds `end` bytes) with `readv`,
+/// whose second buffer takes up to `tail` bytes that follow into `buf`.
+async fn read_payload_direct(
+    sock: &OwnedReadHalf,
+    rb: &mut BytesMut,
+    end: usize,
+    buf: &mut BytesMut,
+    tail: usize,
+) -> Result<()> {
+    let stream = sock.as_ref();
+    rb.reserve(end - rb.len());
+    buf.reserve(tail);
+    while rb.len() < end {
+        let want = end - rb.len();
+        let n = loop {
+            stream.readable().await?;
+            let r = stream.try_io(Interest::READABLE, || {
+                let head = rb.spare_capacity_mut();
+                let rest = buf.spare_capacity_mut();
+                let iov = [
+                    libc::iovec {
+                        iov_base: head.as_mut_ptr().cast(),
+                        iov_len: want.min(head.len()),
+                    },
+                    libc::iovec {
+                        iov_base: rest.as_mut_ptr().cast(),
+                        iov_len: tail.min(rest.len()),
+                    },
+                ];
+                // SAFETY: both iovecs lie inside the spare capacity of live buffers that
+                // nothing else touches during the call; the kernel only writes to them.
+                let n = unsafe { libc::readv(stream.as_raw_fd(), iov.as_ptr(), 2) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match r {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            return Err(IscsiError::Io("connection closed by the target".into()));
+        }
+        let into_rb = n.min(want);
+        // SAFETY: the kernel initialised the first `n` bytes across the two iovecs, which
+        // start at the buffers' current lengths and are no longer than their spare capacity.
+        unsafe {
+            rb.set_len(rb.len() + into_rb);
+            buf.set_len(buf.len() + (n - into_rb));
+        }
+    }
+    Ok(())
+}
 
 /// Reads until the buffer holds at least `n` bytes.
 async fn fill(sock: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> Result<()> {
@@ -149,12 +212,16 @@ async fn data_in(
         rb.extend_from_slice(&buf[..have]);
         buf.advance(have);
         let end = offset + dlen;
-        while rb.len() < end {
-            let want = end - rb.len();
-            let n = (&mut *sock).take(want as u64).read_buf(&mut rb).await?;
-            if n == 0 {
-                return Err(IscsiError::Io("connection closed by the target".into()));
-            }
+        if rb.len() < end {
+            // The trailer and the next BHS come with the payload's last read. After a large
+            // payload only those: a 64 KiB refill would draw the next PDU's payload into `buf`
+            // and cost a second copy. After a small one a whole chunk, so small PDUs batch.
+            let tail = if end - rb.len() >= DIRECT_TAIL_THRESHOLD {
+                trailer + BHS_LEN
+            } else {
+                READ_CHUNK
+            };
+            read_payload_direct(&*sock, &mut rb, end, buf, tail).await?;
         }
     } else {
         fill(sock, buf, dlen).await?;
