@@ -1,9 +1,12 @@
 //! RFC 7143 sections 6 (login), 7 (full feature phase), 4.2.2 (CmdSN window), 11.18-11.19
 //! (NOP-Out/NOP-In) and 11.14-11.15 (logout): one TCP connection from accept to close.
 //!
-//! After the login phase the connection splits in two: this task reads and dispatches PDUs
-//! (commands run as tasks of their own, concurrently), and a writer task sends everything
-//! back (see [`crate::writer`]). One connection per session (MaxConnections=1).
+//! After the login phase this task reads and dispatches PDUs. A READ or WRITE that needs no
+//! blocking call runs right here; one that blocks goes to an I/O thread, which sends the answer
+//! itself; other commands run as tokio tasks of their own. Answers of commands run here, R2Ts
+//! and the like are queued and written in one go before this task next waits for the socket.
+//! Everything goes out through the connection's [`Outbox`] (see [`crate::writer`]). One
+//! connection per session (MaxConnections=1).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -28,18 +31,18 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::data_out::{BurstRules, DataOutError, WriteCollect};
 use crate::lu::{Nexus, MAX_TRANSFER_BYTES};
 use crate::pdu_reader::{PduReader, ReadError};
-use crate::scsi_task::{self, CommandInfo};
+use crate::scsi_task::{self, CommandInfo, Started};
 use crate::server::{ServerState, SessionKey, SessionSlot, PORTAL_GROUP_TAG};
 use crate::session::{SessionShared, TaskEntry};
 use crate::task_mgmt;
-use crate::writer::{run_writer, sn_lt, CmdWindow, Outgoing};
+use crate::writer::{run_writer, sn_lt, CmdWindow, Outbox};
 
 /// The MaxRecvDataSegmentLength the target declares (256 KiB).
 pub const MAX_RECV_DATA_SEGMENT_LENGTH: u32 = 256 * 1024;
@@ -47,6 +50,8 @@ pub const MAX_RECV_DATA_SEGMENT_LENGTH: u32 = 256 * 1024;
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for in-flight commands at logout or shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the last answers to reach the socket when a session ends.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest data-out buffer one command may ask for (its logical unit refuses more anyway).
 const MAX_WRITE_BUFFER: u32 = MAX_TRANSFER_BYTES as u32 + (1 << 20);
 /// Most bytes of write buffers one connection may hold for commands still waiting for their
@@ -222,8 +227,8 @@ async fn full_feature(
         }
     };
     let window = Arc::new(CmdWindow::new(logged.exp_cmd_sn, state.config.cmd_window));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(run_writer(wr, rx, window.clone(), digests, logged.stat_sn));
+    let out = Arc::new(Outbox::new(wr, window.clone(), digests, logged.stat_sn));
+    let writer = tokio::spawn(run_writer(out.clone()));
     let nexus = Nexus::new(
         &params.initiator_name,
         logged.isid,
@@ -251,7 +256,7 @@ async fn full_feature(
         )
         .await;
     let span = tracing::info_span!("session", id, initiator = %params.initiator_name);
-    let shared = Arc::new(SessionShared::new(params, nexus, luns, window, tx));
+    let shared = Arc::new(SessionShared::new(params, nexus, luns, window, out));
     let mut conn = Conn {
         state: state.clone(),
         shared: shared.clone(),
@@ -283,11 +288,9 @@ async fn full_feature(
             shared.abort_where(|_, _| true);
         }
     }
-    let (btx, brx) = oneshot::channel();
-    if shared.tx.send(Outgoing::Barrier(btx)).is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), brx).await;
-    }
+    shared.out.drain(FLUSH_TIMEOUT).await;
     writer.abort();
+    shared.out.close();
     drop(reader);
     state.remove_session(&key, id);
     let _ = done_tx.send(true);
@@ -321,6 +324,10 @@ impl Conn {
                 Some((_, sent)) => sent + timeout,
                 None => self.last_rx + interval,
             };
+            if !reader.has_pdu() {
+                // Out go the answers of everything read so far, in one write.
+                self.shared.out.flush();
+            }
             tokio::select! {
                 biased;
                 _ = kill.notified() => return Exit::Reinstated,
@@ -516,6 +523,7 @@ impl Conn {
         let waiting: Vec<u32> = self.writes.keys().copied().collect();
         self.shared.abort_where(|itt, _| waiting.contains(&itt));
         self.writes.clear();
+        self.shared.out.flush();
         self.shared.wait_idle(DRAIN_TIMEOUT).await;
         self.shared.send(Pdu::LogoutResponse(LogoutResponse {
             response,
@@ -608,7 +616,7 @@ impl Conn {
             return;
         }
         if !cmd.write || edtl == 0 {
-            self.spawn(info, Bytes::new(), 0);
+            self.run_command(info, Bytes::new(), 0);
             return;
         }
         if edtl > MAX_WRITE_BUFFER {
@@ -624,7 +632,7 @@ impl Conn {
         }
         if cmd.data.len() as u64 >= edtl as u64 {
             let data = cmd.data.slice(..edtl as usize);
-            self.spawn(info, data, 0);
+            self.run_command(info, data, 0);
             return;
         }
         let pending: u64 = self.writes.values().map(|w| u64::from(w.info.edtl)).sum();
@@ -651,7 +659,7 @@ impl Conn {
         if wc.is_complete() {
             let data = wc.take_buffer();
             let n = wc.r2ts();
-            self.spawn(wc.info, data, n);
+            self.run_command(wc.info, data, n);
         } else {
             self.writes.insert(itt, wc);
         }
@@ -689,7 +697,7 @@ impl Conn {
                     if let Some(mut wc) = self.writes.remove(&d.itt) {
                         let data = wc.take_buffer();
                         let n = wc.r2ts();
-                        self.spawn(wc.info, data, n);
+                        self.run_command(wc.info, data, n);
                     }
                 }
                 None
@@ -718,15 +726,30 @@ impl Conn {
         }
     }
 
-    /// Runs a command whose data-out (if any) is complete.
-    fn spawn(&self, info: CommandInfo, data: Bytes, r2ts: u32) {
-        let shared = self.shared.clone();
+    /// Runs a command whose data-out (if any) is complete: here if nothing blocks, otherwise
+    /// on an I/O thread that answers by itself, or as a task of its own.
+    fn run_command(&self, info: CommandInfo, data: Bytes, r2ts: u32) {
         let itt = info.itt;
-        let handle = tokio::spawn(async move {
-            let pdus = scsi_task::run(&shared, &info, data, r2ts).await;
-            shared.complete(info.itt, pdus);
-        });
-        self.shared.set_abort(itt, handle.abort_handle());
+        match scsi_task::start(&self.shared, &info, &data, r2ts) {
+            Started::Done(pdus) => self.shared.complete(itt, pdus),
+            Started::Blocking(call) => {
+                let shared = self.shared.clone();
+                // An aborted command may still finish its call; its answer is dropped then.
+                tokio::task::spawn_blocking(move || {
+                    let outcome = call.run();
+                    let pdus = scsi_task::respond_to(&shared, &info, outcome, r2ts);
+                    shared.finish(itt, pdus);
+                });
+            }
+            Started::Run => {
+                let shared = self.shared.clone();
+                let handle = tokio::spawn(async move {
+                    let pdus = scsi_task::run(&shared, &info, data, r2ts).await;
+                    shared.finish(info.itt, pdus);
+                });
+                self.shared.set_abort(itt, handle.abort_handle());
+            }
+        }
     }
 }
 

@@ -40,6 +40,16 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
         }
     }
 
+    /// Whether the next PDU (or a framing error) is already buffered, so [`PduReader::next`]
+    /// returns without reading the socket.
+    pub(crate) fn has_pdu(&self) -> bool {
+        match self.decoder.frame_len(&self.buf) {
+            Ok(Some(total)) => self.buf.len() >= total,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// The next PDU; Ok(None) at a clean end of stream (between PDUs).
     ///
     /// A [`PduError::DataDigestMismatch`] leaves the stream usable (the PDU is consumed); any

@@ -14,7 +14,7 @@ use iscsi_proto::pdu::{
 use iscsi_proto::scsi::luns::encode_report_luns;
 use iscsi_proto::scsi::{Asc, Cdb, Sense, SenseFormat, SenseKey};
 
-use crate::lu::{LogicalUnit, ScsiOutcome};
+use crate::lu::{BlockingCommand, LogicalUnit, ScsiOutcome, Start};
 use crate::session::SessionShared;
 
 /// The parts of a SCSI Command PDU a task keeps.
@@ -116,6 +116,43 @@ pub(crate) async fn run(
         }
         (_, None) => lun_not_supported(),
     };
+    respond_to(shared, info, outcome, r2ts)
+}
+
+/// How [`start`] left a command.
+pub(crate) enum Started {
+    /// Finished: its response PDUs.
+    Done(Vec<Pdu>),
+    /// What is left blocks: run it on an I/O thread, then [`respond_to`] its outcome.
+    Blocking(BlockingCommand),
+    /// Not started: [`run`] it.
+    Run,
+}
+
+/// Starts `info` on the calling thread when its logical unit can ([`LogicalUnit::start`]).
+pub(crate) fn start(
+    shared: &SessionShared,
+    info: &CommandInfo,
+    data_out: &Bytes,
+    r2ts: u32,
+) -> Started {
+    let Some(lu) = info.lun_index.and_then(|i| shared.luns.get(i)) else {
+        return Started::Run;
+    };
+    match lu.start(&shared.nexus, &info.cdb, data_out) {
+        Start::Done(outcome) => Started::Done(respond_to(shared, info, outcome, r2ts)),
+        Start::Blocking(b) => Started::Blocking(b),
+        Start::Execute => Started::Run,
+    }
+}
+
+/// The response PDUs for `outcome` within the session's negotiated segment and burst sizes.
+pub(crate) fn respond_to(
+    shared: &SessionShared,
+    info: &CommandInfo,
+    outcome: ScsiOutcome,
+    r2ts: u32,
+) -> Vec<Pdu> {
     respond(
         info,
         outcome,

@@ -1,10 +1,11 @@
 //! RFC 7143 sections 4.2 (sessions), 4.2.2 (command numbering) and 7.1 (task tags): the state a
 //! full-feature-phase session shares between its reader, its command tasks and its writer.
 //!
-//! Commands of one session run concurrently as tokio tasks. The task table maps each
-//! outstanding Initiator Task Tag to its abort handle; a task's PDUs are queued to the writer
-//! while the table lock is held and only if the task is still in the table, so a task aborted
-//! by task management never answers after the Task Management Function Response.
+//! Commands of one session run concurrently: on the reader task, on I/O threads or as tokio
+//! tasks. The task table maps each outstanding Initiator Task Tag to its abort handle; a task's
+//! PDUs are queued to the [`Outbox`] while the table lock is held and only if the task is still
+//! in the table, so a task aborted by task management never answers after the Task Management
+//! Function Response.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -12,11 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use iscsi_proto::pdu::Pdu;
 use iscsi_proto::text::SessionParams;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::lu::{LogicalUnit, Nexus};
-use crate::writer::{CmdWindow, Outgoing};
+use crate::writer::{CmdWindow, Outbox};
 
 /// One outstanding task.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ pub(crate) struct SessionShared {
     /// LUN n is `luns[n]`.
     pub luns: Arc<Vec<Arc<LogicalUnit>>>,
     pub window: Arc<CmdWindow>,
-    pub tx: mpsc::UnboundedSender<Outgoing>,
+    pub out: Arc<Outbox>,
     tasks: Mutex<HashMap<u32, TaskEntry>>,
     /// Signalled every time a task leaves the table.
     pub idle: Notify,
@@ -49,14 +50,14 @@ impl SessionShared {
         nexus: Nexus,
         luns: Arc<Vec<Arc<LogicalUnit>>>,
         window: Arc<CmdWindow>,
-        tx: mpsc::UnboundedSender<Outgoing>,
+        out: Arc<Outbox>,
     ) -> SessionShared {
         SessionShared {
             params,
             nexus,
             luns,
             window,
-            tx,
+            out,
             tasks: Mutex::new(HashMap::new()),
             idle: Notify::new(),
         }
@@ -66,9 +67,10 @@ impl SessionShared {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a PDU that belongs to no task (NOP-In, Reject, TMF/Text/Logout responses).
+    /// Queues a PDU that belongs to no task (NOP-In, Reject, R2T, TMF/Text/Logout responses);
+    /// the reader task flushes it before it waits for the socket.
     pub(crate) fn send(&self, pdu: Pdu) {
-        let _ = self.tx.send(Outgoing::Pdu(pdu));
+        self.out.queue([pdu]);
     }
 
     /// Registers a new task; false when `itt` is already outstanding.
@@ -97,18 +99,24 @@ impl SessionShared {
         }
     }
 
-    /// Finishes task `itt`: queues `pdus` unless the task was aborted meanwhile.
+    /// Finishes task `itt`: queues `pdus` unless the task was aborted meanwhile (for the
+    /// reader task, which flushes before it waits for the socket).
     pub(crate) fn complete(&self, itt: u32, pdus: Vec<Pdu>) {
         let mut t = self.table();
         let Some(entry) = t.remove(&itt) else {
             return;
         };
         self.release(&entry);
-        for p in pdus {
-            let _ = self.tx.send(Outgoing::Pdu(p));
-        }
+        self.out.queue(pdus);
         drop(t);
         self.idle.notify_waiters();
+    }
+
+    /// [`SessionShared::complete`], then writes the answer from the calling thread (for
+    /// command tasks and I/O threads).
+    pub(crate) fn finish(&self, itt: u32, pdus: Vec<Pdu>) {
+        self.complete(itt, pdus);
+        self.out.flush();
     }
 
     /// Aborts the tasks `which` selects; returns their tags.

@@ -1,36 +1,34 @@
 //! RFC 7143 sections 4.2.2 (StatSN, ExpCmdSN, MaxCmdSN) and 11.2 (PDU layout): the sending half
 //! of a full-feature-phase connection.
 //!
-//! Every task of a session hands its finished PDUs to one writer task through a channel. The
-//! writer stamps the sequence numbers at the moment a PDU goes out (so StatSN is strictly
-//! in sending order whatever order commands finish in), drains everything queued, and writes
-//! the batch with vectored writes: headers, padding and digests are encoded into one buffer,
+//! Every PDU of a session goes through one [`Outbox`]: under its lock a PDU gets its sequence
+//! numbers and is encoded onto the end of one byte queue, so StatSN increases strictly in
+//! sending order whatever order commands finish in, a PDU's bytes are never interleaved with
+//! another's, and a command's Data-In precedes its response. Whoever holds the lock may write
+//! the queue's head to the socket without blocking: the thread that finished a command (an
+//! I/O thread included) sends its response itself, with no hand-off to another thread. When
+//! the socket would block, the bytes stay queued and the writer task ([`run_writer`]) waits
+//! for room and sends them. Headers, padding and digests are encoded into one buffer;
 //! payloads are the `Bytes` the logical unit produced, never copied (small ones excepted).
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use iscsi_proto::digest::DigestConfig;
 use iscsi_proto::pdu::{trailer, Pdu, RESERVED_TAG};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
 
 /// Payloads up to this size are copied next to their header instead of taking an iovec.
 const INLINE_DATA_MAX: usize = 2048;
-/// Most buffers in one vectored write batch (IOV_MAX is 1024 on Linux).
-const MAX_BATCH_CHUNKS: usize = 512;
-/// Most bytes gathered into one batch before it is written.
-const MAX_BATCH_BYTES: usize = 4 << 20;
-
-/// What the tasks of a connection send to its writer.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    Pdu(Pdu),
-    /// Answered once everything queued before it has been written.
-    Barrier(oneshot::Sender<()>),
-}
+/// Most buffers handed to one vectored write (IOV_MAX is 1024 on Linux).
+const MAX_IOVECS: usize = 128;
+/// Capacity the header buffer is given back when it runs low.
+const HEADER_BUFFER: usize = 64 * 1024;
 
 /// Command numbering shared between the reader (which accepts commands), the tasks (which
 /// complete them) and the writer (which reports the window in every PDU).
@@ -160,133 +158,436 @@ fn stamp(pdu: &mut Pdu, stat_sn: &mut u32, window: &CmdWindow) {
     }
 }
 
-/// Buffers of one batch: headers (and small payloads) accumulate in `inline`, big payloads
-/// become chunks of their own.
-struct Batch {
-    inline: BytesMut,
-    chunks: Vec<Bytes>,
-    bytes: usize,
+/// Encoded bytes waiting for the socket, in sending order: `chunks` first, then `tail`.
+#[derive(Debug)]
+struct Queue {
+    /// The socket; None once the connection is closed.
+    sock: Option<Arc<OwnedWriteHalf>>,
+    /// The next StatSN to assign.
+    stat_sn: u32,
+    /// Whole buffers (big payloads, and header runs cut before them).
+    chunks: VecDeque<Bytes>,
+    /// Bytes of `chunks[0]` already written.
+    head_written: usize,
+    /// Headers (and small payloads) encoded after the last chunk.
+    tail: BytesMut,
+    /// The writer task was told there is work that only it can do.
+    writer_kicked: bool,
+    /// A write failed or the connection was closed: everything is discarded from now on.
+    failed: bool,
 }
 
-impl Batch {
-    fn new() -> Batch {
-        Batch {
-            inline: BytesMut::with_capacity(64 * 1024),
-            chunks: Vec::with_capacity(MAX_BATCH_CHUNKS),
-            bytes: 0,
-        }
+/// What a write attempt left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flushed {
+    /// Everything queued is on the socket.
+    Empty,
+    /// The socket would block; bytes remain queued.
+    Blocked,
+    /// The connection is unusable; nothing will be sent.
+    Failed,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.tail.is_empty()
     }
 
+    /// Encodes `pdu` (already stamped) after everything queued.
     fn push(&mut self, pdu: &Pdu, digests: DigestConfig) {
-        let before = self.inline.len();
-        pdu.encode_header(digests, &mut self.inline);
-        self.bytes += self.inline.len() - before;
+        if self.tail.capacity() - self.tail.len() < 1024 {
+            self.tail.reserve(HEADER_BUFFER);
+        }
+        pdu.encode_header(digests, &mut self.tail);
         let Some(data) = pdu.data().filter(|d| !d.is_empty()) else {
             return;
         };
         if data.len() <= INLINE_DATA_MAX {
-            self.inline.extend_from_slice(data);
+            self.tail.extend_from_slice(data);
         } else {
-            if !self.inline.is_empty() {
-                self.chunks.push(self.inline.split().freeze());
+            if !self.tail.is_empty() {
+                self.chunks.push_back(self.tail.split().freeze());
             }
-            self.chunks.push(data.clone());
+            self.chunks.push_back(data.clone());
         }
         let (t, n) = trailer(data, digests);
-        self.inline.extend_from_slice(&t[..n]);
-        self.bytes += data.len() + n;
+        self.tail.extend_from_slice(&t[..n]);
     }
 
-    fn full(&self) -> bool {
-        self.chunks.len() + 2 >= MAX_BATCH_CHUNKS || self.bytes >= MAX_BATCH_BYTES
-    }
-
-    fn take(&mut self) -> Vec<Bytes> {
-        if !self.inline.is_empty() {
-            self.chunks.push(self.inline.split().freeze());
-        }
-        if self.inline.capacity() < 16 * 1024 {
-            self.inline.reserve(64 * 1024);
-        }
-        self.bytes = 0;
-        std::mem::take(&mut self.chunks)
-    }
-}
-
-/// Writes every buffer of `chunks` with as few system calls as the socket allows.
-pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    chunks: &mut [Bytes],
-) -> io::Result<()> {
-    let mut first = 0;
-    let mut skip = 0usize;
-    while first < chunks.len() {
-        let n = {
-            let slices: Vec<IoSlice<'_>> = chunks[first..]
-                .iter()
-                .enumerate()
-                .map(|(i, c)| IoSlice::new(if i == 0 { &c[skip..] } else { &c[..] }))
-                .collect();
-            w.write_vectored(&slices).await?
-        };
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed"));
-        }
-        let mut left = n;
-        while left > 0 && first < chunks.len() {
-            let avail = chunks[first].len() - skip;
-            if left >= avail {
-                left -= avail;
-                first += 1;
-                skip = 0;
-            } else {
-                skip += left;
-                left = 0;
+    /// Drops `n` written bytes off the front.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.chunks.front() {
+                Some(front) => {
+                    let left = front.len() - self.head_written;
+                    if n >= left {
+                        n -= left;
+                        self.chunks.pop_front();
+                        self.head_written = 0;
+                    } else {
+                        self.head_written += n;
+                        n = 0;
+                    }
+                }
+                None => {
+                    self.tail.advance(n);
+                    n = 0;
+                }
             }
         }
-        while first < chunks.len() && chunks[first].len() == skip {
-            first += 1;
-            skip = 0;
+        if self.tail.is_empty() {
+            self.tail.clear();
         }
     }
-    Ok(())
+
+    fn fail(&mut self) {
+        self.failed = true;
+        self.chunks.clear();
+        self.head_written = 0;
+        self.tail.clear();
+    }
+
+    /// Writes from the front without blocking until the queue is empty or the socket is full.
+    fn write_out(&mut self) -> Flushed {
+        loop {
+            if self.failed {
+                return Flushed::Failed;
+            }
+            if self.is_empty() {
+                return Flushed::Empty;
+            }
+            let Some(sock) = self.sock.as_ref() else {
+                self.fail();
+                return Flushed::Failed;
+            };
+            let r = if self.chunks.is_empty() {
+                sock.try_write(&self.tail)
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n = 0;
+                for (i, c) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                    let from = if i == 0 { self.head_written } else { 0 };
+                    iov[n] = IoSlice::new(&c[from..]);
+                    n += 1;
+                }
+                if n < MAX_IOVECS && !self.tail.is_empty() {
+                    iov[n] = IoSlice::new(&self.tail);
+                    n += 1;
+                }
+                sock.try_write_vectored(&iov[..n])
+            };
+            match r {
+                Ok(0) => {
+                    tracing::debug!("socket accepts no more bytes: output discarded");
+                    self.fail();
+                    return Flushed::Failed;
+                }
+                Ok(n) => self.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "writing to the connection: output discarded");
+                    self.fail();
+                    return Flushed::Failed;
+                }
+            }
+        }
+    }
 }
 
-/// The writer task: runs until every sender is gone or the socket fails. `stat_sn` is the next
-/// StatSN to assign.
-pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
-    mut w: W,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+/// The sending side of one connection, shared by the reader task, the command tasks, the I/O
+/// threads and the writer task.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    queue: Mutex<Queue>,
     window: Arc<CmdWindow>,
     digests: DigestConfig,
-    mut stat_sn: u32,
-) -> io::Result<()> {
-    let mut batch = Batch::new();
-    let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Outgoing::Pdu(mut pdu) => {
-                    stamp(&mut pdu, &mut stat_sn, &window);
-                    batch.push(&pdu, digests);
-                }
-                Outgoing::Barrier(b) => barriers.push(b),
-            }
-            if batch.full() {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        let mut chunks = batch.take();
-        if !chunks.is_empty() {
-            write_all_vectored(&mut w, &mut chunks).await?;
-        }
-        for b in barriers.drain(..) {
-            let _ = b.send(());
+    /// Wakes the writer task: bytes are queued behind a full socket.
+    kick: Notify,
+    /// Signalled whenever the writer task has emptied the queue or given up.
+    drained: Notify,
+}
+
+impl Outbox {
+    /// An outbox writing to `sock`; `stat_sn` is the next StatSN to assign.
+    pub(crate) fn new(
+        sock: OwnedWriteHalf,
+        window: Arc<CmdWindow>,
+        digests: DigestConfig,
+        stat_sn: u32,
+    ) -> Outbox {
+        Outbox {
+            queue: Mutex::new(Queue {
+                sock: Some(Arc::new(sock)),
+                stat_sn,
+                chunks: VecDeque::new(),
+                head_written: 0,
+                tail: BytesMut::with_capacity(HEADER_BUFFER),
+                writer_kicked: false,
+                failed: false,
+            }),
+            window,
+            digests,
+            kick: Notify::new(),
+            drained: Notify::new(),
         }
     }
-    w.flush().await?;
-    let _ = w.shutdown().await;
-    Ok(())
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stamps and queues `pdus`, in order, without writing them (see [`Outbox::flush`]).
+    pub(crate) fn queue(&self, pdus: impl IntoIterator<Item = Pdu>) {
+        let mut q = self.lock();
+        if q.failed {
+            return;
+        }
+        for mut pdu in pdus {
+            stamp(&mut pdu, &mut q.stat_sn, &self.window);
+            q.push(&pdu, self.digests);
+        }
+    }
+
+    /// Writes what is queued as far as the socket takes it without blocking; the writer task
+    /// sends the rest.
+    pub(crate) fn flush(&self) {
+        let mut q = self.lock();
+        if q.write_out() == Flushed::Blocked {
+            self.kick_writer(&mut q);
+        }
+    }
+
+    fn kick_writer(&self, q: &mut Queue) {
+        if !q.writer_kicked {
+            q.writer_kicked = true;
+            self.kick.notify_one();
+        }
+    }
+
+    /// Waits until everything queued so far is written; false if the connection failed or
+    /// `timeout` passed first.
+    pub(crate) async fn drain(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let mut q = self.lock();
+                match q.write_out() {
+                    Flushed::Empty => return true,
+                    Flushed::Failed => return false,
+                    Flushed::Blocked => self.kick_writer(&mut q),
+                }
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Discards whatever is queued and releases the socket (its write side shuts down once
+    /// the writer task is gone too); later PDUs are dropped.
+    pub(crate) fn close(&self) {
+        let mut q = self.lock();
+        q.fail();
+        q.sock = None;
+    }
+}
+
+/// The writer task: sends whatever stays queued behind a full socket, waiting for room.
+pub(crate) async fn run_writer(out: Arc<Outbox>) {
+    loop {
+        out.kick.notified().await;
+        loop {
+            let sock = {
+                let mut q = out.lock();
+                match q.write_out() {
+                    Flushed::Blocked => q.sock.clone(),
+                    Flushed::Empty | Flushed::Failed => {
+                        q.writer_kicked = false;
+                        None
+                    }
+                }
+            };
+            let Some(sock) = sock else {
+                out.drained.notify_waiters();
+                break;
+            };
+            if let Err(e) = sock.writable().await {
+                tracing::debug!(error = %e, "waiting for the connection: output discarded");
+                out.lock().fail();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use iscsi_proto::framing::PduDecoder;
+    use iscsi_proto::limits::Limits;
+    use iscsi_proto::pdu::Lun;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+    use super::*;
+    use crate::lu::ScsiOutcome;
+    use crate::scsi_task::{respond, CommandInfo};
+
+    const SEGMENT: usize = 4096;
+    const READ_LEN: usize = 3 * SEGMENT;
+
+    fn pattern(itt: u32) -> Bytes {
+        (0..READ_LEN)
+            .map(|i| (i as u32).wrapping_mul(31).wrapping_add(itt) as u8)
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    /// Even tags: a 12 KiB READ (three Data-In, status in the last); odd: a WRITE's response.
+    fn answer(itt: u32) -> Vec<Pdu> {
+        let read = itt.is_multiple_of(2);
+        let info = CommandInfo {
+            itt,
+            lun: Lun::default(),
+            lun_index: Some(0),
+            cdb: Bytes::new(),
+            edtl: if read { READ_LEN as u32 } else { 4096 },
+            read,
+            write: !read,
+            write_len: if read { 0 } else { 4096 },
+        };
+        let data = if read { pattern(itt) } else { Bytes::new() };
+        respond(
+            &info,
+            ScsiOutcome::good(data),
+            info.write_len,
+            1,
+            SEGMENT,
+            1 << 20,
+        )
+    }
+
+    /// A connected pair: our sending half (with a tiny send buffer) and the peer.
+    async fn pair() -> (OwnedWriteHalf, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.set_send_buffer_size(4096).unwrap();
+        let ours = sock.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        let (_read, write) = ours.into_split();
+        (write, peer)
+    }
+
+    async fn read_pdus(peer: &mut TcpStream, digests: DigestConfig, count: usize) -> Vec<Pdu> {
+        let mut decoder = PduDecoder::new(Limits::new(), digests);
+        let mut buf = BytesMut::with_capacity(1 << 20);
+        let mut got = Vec::with_capacity(count);
+        while got.len() < count {
+            let n = tokio::time::timeout(Duration::from_secs(30), peer.read_buf(&mut buf))
+                .await
+                .expect("PDUs stopped coming")
+                .unwrap();
+            assert!(n > 0, "connection closed after {} PDUs", got.len());
+            while let Some(p) = decoder.decode(&mut buf).unwrap() {
+                got.push(p);
+            }
+        }
+        assert!(buf.is_empty(), "bytes after the last PDU");
+        got
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn threads_sending_at_once_keep_pdus_whole_and_statsn_in_order() {
+        const THREADS: u32 = 4;
+        const PER_THREAD: u32 = 150;
+        const FIRST_STAT_SN: u32 = u32::MAX - 10;
+        let digests = DigestConfig {
+            header: true,
+            data: true,
+        };
+        let (write, mut peer) = pair().await;
+        let window = Arc::new(CmdWindow::new(7, 64));
+        let out = Arc::new(Outbox::new(write, window, digests, FIRST_STAT_SN));
+        let writer = tokio::spawn(run_writer(out.clone()));
+        let senders: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER_THREAD {
+                        out.queue(answer(t * PER_THREAD + i));
+                        out.flush();
+                    }
+                })
+            })
+            .collect();
+        // Nobody reads for a while: the socket fills and the writer task takes over.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let commands = THREADS * PER_THREAD;
+        let total = (0..commands).map(|itt| answer(itt).len()).sum();
+        let got = read_pdus(&mut peer, digests, total).await;
+        for s in senders {
+            s.join().unwrap();
+        }
+        assert!(out.drain(Duration::from_secs(5)).await);
+
+        let mut stat_sn = FIRST_STAT_SN;
+        let mut seen: HashMap<u32, usize> = HashMap::new();
+        let mut at = 0;
+        while at < got.len() {
+            let itt = got[at].itt();
+            assert!(seen.insert(itt, at).is_none(), "tag {itt} answered twice");
+            let expect = answer(itt);
+            for (k, want) in expect.iter().enumerate() {
+                let pdu = &got[at + k];
+                assert_eq!(pdu.itt(), itt, "answer of tag {itt} interleaved");
+                match (pdu, want) {
+                    (Pdu::DataIn(d), Pdu::DataIn(w)) => {
+                        assert_eq!((d.data_sn, d.buffer_offset), (w.data_sn, w.buffer_offset));
+                        assert_eq!(d.data, w.data);
+                        assert_eq!(d.status, w.status);
+                        if d.status.is_some() {
+                            assert_eq!(d.stat_sn, stat_sn);
+                            stat_sn = stat_sn.wrapping_add(1);
+                        }
+                        assert_eq!((d.exp_cmd_sn, d.max_cmd_sn), (7, 70));
+                    }
+                    (Pdu::ScsiResponse(r), Pdu::ScsiResponse(_)) => {
+                        assert_eq!(r.stat_sn, stat_sn);
+                        stat_sn = stat_sn.wrapping_add(1);
+                    }
+                    (g, w) => panic!("got {:?}, expected {:?}", g.opcode(), w.opcode()),
+                }
+            }
+            at += expect.len();
+        }
+        assert_eq!(seen.len(), commands as usize);
+        out.close();
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn closed_outbox_discards_and_releases_the_socket() {
+        let (write, mut peer) = pair().await;
+        let window = Arc::new(CmdWindow::new(1, 8));
+        let out = Arc::new(Outbox::new(write, window, DigestConfig::NONE, 5));
+        out.queue(answer(1));
+        assert!(out.drain(Duration::from_secs(5)).await);
+        out.close();
+        out.queue(answer(3));
+        out.flush();
+        assert!(!out.drain(Duration::from_secs(1)).await);
+        let got = read_pdus(&mut peer, DigestConfig::NONE, 1).await;
+        assert!(matches!(&got[0], Pdu::ScsiResponse(r) if r.stat_sn == 5 && r.itt == 1));
+        // The write side is shut down: the peer reads end of stream.
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+    }
 }

@@ -4,7 +4,10 @@
 //! calls [`LogicalUnit::execute`] with the CDB bytes; the answer ([`ScsiOutcome`]) carries the
 //! status, fixed- or descriptor-format sense data and the data-in bytes (already cut to the
 //! CDB's allocation length; the transport cuts further to the Expected Data Transfer Length and
-//! reports residuals). Medium access runs as positioned reads/writes on tokio's blocking pool.
+//! reports residuals). Medium access runs as positioned reads/writes on tokio's blocking pool,
+//! or, for READ and WRITE, through [`LogicalUnit::start`]: finished at once when no call
+//! blocks, otherwise handed back as a [`BlockingCommand`] for the transport to run on an I/O
+//! thread that then answers the initiator itself.
 //!
 //! * [`backing`]: file / block device access (pread/pwrite, fdatasync, hole punching, SEEK_DATA).
 //! * [`emulation`]: the `--emulate-disk latency_us=L,mbps=B` spindle model.
@@ -36,7 +39,7 @@ use iscsi_proto::scsi::{
     Asc, BlockRange, Cdb, PageControl, ScsiStatus, Sense, SenseFormat, SenseKey,
 };
 use thiserror::Error;
-use tokio::sync::RwLock;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use backing::Backing;
 use emulation::wait_until;
@@ -216,6 +219,45 @@ impl From<Sense> for Failure {
 
 pub(crate) type CmdResult = Result<Bytes, Failure>;
 
+/// A backing-store access: finished, or a call that blocks and belongs on an I/O thread.
+enum Access {
+    Done(CmdResult),
+    Blocking(Box<dyn FnOnce() -> CmdResult + Send>),
+}
+
+/// How [`LogicalUnit::start`] left a command.
+#[derive(Debug)]
+pub enum Start {
+    /// Finished on the calling thread.
+    Done(ScsiOutcome),
+    /// Started; what is left blocks (medium access, disk emulation): run it on an I/O thread.
+    Blocking(BlockingCommand),
+    /// Not started, nothing done: run it with [`LogicalUnit::execute`].
+    Execute,
+}
+
+/// The blocking rest of a command [`LogicalUnit::start`] began.
+pub struct BlockingCommand {
+    lu: Arc<LogicalUnit>,
+    call: Box<dyn FnOnce() -> CmdResult + Send>,
+}
+
+impl BlockingCommand {
+    /// Makes the call (blocking the thread) and returns the command's outcome.
+    pub fn run(self) -> ScsiOutcome {
+        let r = (self.call)();
+        self.lu.outcome(r)
+    }
+}
+
+impl std::fmt::Debug for BlockingCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingCommand")
+            .field("lun", &self.lu.cfg.lun)
+            .finish_non_exhaustive()
+    }
+}
+
 fn illegal(asc: Asc) -> Failure {
     Failure::Check(Sense::new(SenseKey::ILLEGAL_REQUEST, asc))
 }
@@ -239,7 +281,7 @@ pub struct LogicalUnit {
     serial: String,
     spindle: Option<Arc<Spindle>>,
     /// Writers take it shared; COMPARE AND WRITE takes it exclusive (atomicity, SBC-3 5.2).
-    write_order: RwLock<()>,
+    write_order: Arc<RwLock<()>>,
     /// Control mode page D_SENSE: descriptor-format sense.
     d_sense: AtomicBool,
     /// Caching mode page WCE: when clear every write is written through (FUA).
@@ -278,7 +320,7 @@ impl LogicalUnit {
             backing: Arc::new(backing),
             num_blocks,
             serial,
-            write_order: RwLock::new(()),
+            write_order: Arc::new(RwLock::new(())),
             d_sense: AtomicBool::new(false),
             wce: AtomicBool::new(true),
             reservations: pr::Reservations::default(),
@@ -346,6 +388,54 @@ impl LogicalUnit {
             Ok(parsed) => self.dispatch(nexus, parsed, data_out).await,
             Err(e) => Err(Failure::Check(e.sense())),
         };
+        self.outcome(result)
+    }
+
+    /// Starts one command from `nexus` without waiting: READ and WRITE finish here when they
+    /// need no blocking call (page-cache hits, small buffered writes, see [`IoEngine`]), or
+    /// come back as the blocking call left to make. Every other command, and a WRITE while
+    /// COMPARE AND WRITE holds the medium, is left untouched ([`Start::Execute`]).
+    pub fn start(self: &Arc<Self>, nexus: &Nexus, cdb: &[u8], data_out: &Bytes) -> Start {
+        let Ok(parsed) = Cdb::parse(cdb) else {
+            return Start::Execute;
+        };
+        let write_guard = match &parsed {
+            Cdb::Read { .. } => None,
+            Cdb::Write { .. } => match self.write_order.clone().try_read_owned() {
+                Ok(g) => Some(g),
+                Err(_) => return Start::Execute,
+            },
+            _ => return Start::Execute,
+        };
+        if let Err(f) = self.admit(nexus, &parsed, data_out.len()) {
+            return Start::Done(self.outcome(Err(f)));
+        }
+        let access = match (parsed, write_guard) {
+            (Cdb::Read { len, range }, _) => match self.check_rw(len, &range, MAX_TRANSFER_BYTES) {
+                Ok(()) => self.read_access(range.lba, range.blocks),
+                Err(f) => Access::Done(Err(f)),
+            },
+            (Cdb::Write { len, range }, Some(guard)) => {
+                match self.check_rw(len, &range, MAX_TRANSFER_BYTES) {
+                    Ok(()) => {
+                        let n = (range.blocks as u64 * self.cfg.block_size as u64) as usize;
+                        self.write_access(range.lba, data_out.slice(..n), range.fua, guard)
+                    }
+                    Err(f) => Access::Done(Err(f)),
+                }
+            }
+            _ => return Start::Execute,
+        };
+        match access {
+            Access::Done(r) => Start::Done(self.outcome(r)),
+            Access::Blocking(call) => Start::Blocking(BlockingCommand {
+                lu: self.clone(),
+                call,
+            }),
+        }
+    }
+
+    fn outcome(&self, result: CmdResult) -> ScsiOutcome {
         match result {
             Ok(data) => ScsiOutcome::good(data),
             Err(Failure::Check(sense)) => ScsiOutcome::check_condition(&sense, self.sense_format()),
@@ -383,12 +473,15 @@ impl LogicalUnit {
         &self.reservations
     }
 
-    async fn dispatch(&self, nexus: &Nexus, cdb: Cdb, data_out: Bytes) -> CmdResult {
-        if let Some(ua) = self.unit_attentions.take(nexus, &cdb) {
+    /// The checks every command passes before it runs: a pending unit attention (reported
+    /// and cleared), reservations, write protection, and a data-out buffer as long as the CDB
+    /// says.
+    fn admit(&self, nexus: &Nexus, cdb: &Cdb, data_out_len: usize) -> Result<(), Failure> {
+        if let Some(ua) = self.unit_attentions.take(nexus, cdb) {
             return Err(Failure::Check(ua));
         }
         self.reservations
-            .check_access(nexus, &cdb)
+            .check_access(nexus, cdb)
             .map_err(Failure::Status)?;
         if self.cfg.read_only && cdb.writes_medium() {
             return Err(Failure::Check(Sense::new(
@@ -397,15 +490,20 @@ impl LogicalUnit {
             )));
         }
         let need = cdb.data_out_len(self.cfg.block_size);
-        if (data_out.len() as u64) < need {
+        if (data_out_len as u64) < need {
             tracing::debug!(
                 lun = self.cfg.lun,
                 need,
-                got = data_out.len(),
+                got = data_out_len,
                 "data-out shorter than the CDB describes"
             );
             return Err(illegal(Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT));
         }
+        Ok(())
+    }
+
+    async fn dispatch(&self, nexus: &Nexus, cdb: Cdb, data_out: Bytes) -> CmdResult {
+        self.admit(nexus, &cdb, data_out.len())?;
         let bs = self.cfg.block_size as u64;
         match cdb {
             Cdb::TestUnitReady | Cdb::PreventAllow { .. } => Ok(Bytes::new()),
@@ -597,31 +695,48 @@ impl LogicalUnit {
         self.spindle.as_ref().map(|s| s.book(bytes))
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Backing) -> Result<T, Failure> + Send + 'static,
-    ) -> Result<T, Failure> {
+    /// A backing-store call as the engine runs it: at once on the calling task
+    /// ([`IoEngine::Inline`] without emulation), otherwise left for an I/O thread.
+    fn access(&self, f: impl FnOnce(&Backing) -> CmdResult + Send + 'static) -> Access {
         if self.cfg.engine == IoEngine::Inline && self.spindle.is_none() {
-            return f(&self.backing);
+            return Access::Done(f(&self.backing));
         }
         let b = self.backing.clone();
-        match tokio::task::spawn_blocking(move || f(&b)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(lun = self.cfg.lun, error = %e, "blocking I/O task failed");
-                Err(Failure::Check(Sense::new(
-                    SenseKey::HARDWARE_ERROR,
-                    Asc::INTERNAL_TARGET_FAILURE,
-                )))
-            }
+        Access::Blocking(Box::new(move || f(&b)))
+    }
+
+    /// Finishes `access`, on tokio's blocking pool when it blocks.
+    async fn finish(&self, access: Access) -> CmdResult {
+        match access {
+            Access::Done(r) => r,
+            Access::Blocking(call) => match tokio::task::spawn_blocking(call).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(lun = self.cfg.lun, error = %e, "blocking I/O task failed");
+                    Err(Failure::Check(Sense::new(
+                        SenseKey::HARDWARE_ERROR,
+                        Asc::INTERNAL_TARGET_FAILURE,
+                    )))
+                }
+            },
         }
     }
 
+    async fn blocking(&self, f: impl FnOnce(&Backing) -> CmdResult + Send + 'static) -> CmdResult {
+        self.finish(self.access(f)).await
+    }
+
     async fn read(&self, lba: u64, blocks: u32) -> CmdResult {
+        self.finish(self.read_access(lba, blocks)).await
+    }
+
+    /// READ of `blocks` at `lba`: [`IoEngine::Adaptive`] serves small reads the page cache
+    /// holds at once.
+    fn read_access(&self, lba: u64, blocks: u32) -> Access {
         let bs = self.cfg.block_size as u64;
         let len = blocks as u64 * bs;
         if len == 0 {
-            return Ok(Bytes::new());
+            return Access::Done(Ok(Bytes::new()));
         }
         let mut buf = BytesMut::zeroed(len as usize);
         let mut cached = 0;
@@ -631,26 +746,37 @@ impl LogicalUnit {
         {
             cached = self.backing.read_cached(&mut buf, lba * bs);
             if cached == buf.len() {
-                return Ok(buf.freeze());
+                return Access::Done(Ok(buf.freeze()));
             }
         }
         let deadline = self.book(len);
         let lun = self.cfg.lun;
-        self.blocking(move |b| {
+        self.access(move |b| {
             let r = b.read_at(&mut buf[cached..], lba * bs + cached as u64);
             wait_until(deadline);
             r.map_err(|e| read_error(lun, lba, e))?;
             Ok(buf.freeze())
         })
-        .await
     }
 
     async fn write(&self, lba: u64, data: Bytes, fua: bool) -> CmdResult {
+        let shared = self.write_order.clone().read_owned().await;
+        self.finish(self.write_access(lba, data, fua, shared)).await
+    }
+
+    /// WRITE of `data` at `lba`, holding `shared` (the medium's write order) until the data
+    /// is written: [`IoEngine::Adaptive`] does small buffered writes at once.
+    fn write_access(
+        &self,
+        lba: u64,
+        data: Bytes,
+        fua: bool,
+        shared: OwnedRwLockReadGuard<()>,
+    ) -> Access {
         if data.is_empty() {
-            return Ok(Bytes::new());
+            return Access::Done(Ok(Bytes::new()));
         }
         let fua = fua || !self.wce.load(Ordering::Relaxed);
-        let _shared = self.write_order.read().await;
         let deadline = self.book(data.len() as u64);
         let off = lba * self.cfg.block_size as u64;
         let lun = self.cfg.lun;
@@ -662,16 +788,18 @@ impl LogicalUnit {
                 self.inline_writes_paused_until
                     .store(until.as_nanos() as u64, Ordering::Relaxed);
             }
-            r.map_err(|e| write_error(lun, lba, e))?;
-            return Ok(Bytes::new());
+            return Access::Done(
+                r.map(|()| Bytes::new())
+                    .map_err(|e| write_error(lun, lba, e)),
+            );
         }
-        self.blocking(move |b| {
+        self.access(move |b| {
             let r = b.write_at(&data, off, fua);
             wait_until(deadline);
+            drop(shared);
             r.map_err(|e| write_error(lun, lba, e))?;
             Ok(Bytes::new())
         })
-        .await
     }
 
     /// Whether [`IoEngine::Adaptive`] may do this write on the calling task.
@@ -899,36 +1027,35 @@ impl LogicalUnit {
         let bs = self.cfg.block_size as u64;
         let num_blocks = self.num_blocks;
         let thin = self.cfg.thin_provisioning;
-        let (mapped, end) = self
-            .blocking(move |b| {
-                Ok(if thin {
-                    b.extent_at(lba * bs)
-                } else {
-                    (true, u64::MAX)
-                })
-            })
-            .await?;
-        // A block is deallocated only when wholly inside a hole: round hole ends down and
-        // data ends up.
-        let end_lba = if mapped {
-            end.div_ceil(bs)
-        } else {
-            (end / bs).max(lba + 1)
-        }
-        .min(num_blocks);
-        let blocks = (end_lba - lba).min(u32::MAX as u64) as u32;
-        let desc = LbaStatusDescriptor {
-            lba,
-            blocks,
-            status: if mapped {
-                ProvisioningStatus::MAPPED
+        self.blocking(move |b| {
+            let (mapped, end) = if thin {
+                b.extent_at(lba * bs)
             } else {
-                ProvisioningStatus::DEALLOCATED
-            },
-        };
-        let mut b = BytesMut::with_capacity(24);
-        encode_lba_status(&[desc], &mut b);
-        Ok(truncate(b, alloc_len as u64))
+                (true, u64::MAX)
+            };
+            // A block is deallocated only when wholly inside a hole: round hole ends down and
+            // data ends up.
+            let end_lba = if mapped {
+                end.div_ceil(bs)
+            } else {
+                (end / bs).max(lba + 1)
+            }
+            .min(num_blocks);
+            let blocks = (end_lba - lba).min(u32::MAX as u64) as u32;
+            let desc = LbaStatusDescriptor {
+                lba,
+                blocks,
+                status: if mapped {
+                    ProvisioningStatus::MAPPED
+                } else {
+                    ProvisioningStatus::DEALLOCATED
+                },
+            };
+            let mut out = BytesMut::with_capacity(24);
+            encode_lba_status(&[desc], &mut out);
+            Ok(truncate(out, alloc_len as u64))
+        })
+        .await
     }
 
     fn inquiry(&self, nexus: &Nexus, evpd: bool, page: u8, alloc_len: u16) -> CmdResult {
@@ -1010,4 +1137,142 @@ fn read_error(lun: u64, lba: u64, e: std::io::Error) -> Failure {
 fn write_error(lun: u64, lba: u64, e: std::io::Error) -> Failure {
     tracing::error!(lun, lba, op = "write", error = %e, "backing store write failed");
     Failure::Check(Sense::new(SenseKey::MEDIUM_ERROR, Asc::WRITE_ERROR))
+}
+
+#[cfg(test)]
+mod tests {
+    use iscsi_proto::scsi::build;
+
+    use super::*;
+
+    const BLOCKS: u64 = 256;
+
+    fn unit(
+        engine: IoEngine,
+        emulate: Option<DiskEmulation>,
+    ) -> (tempfile::NamedTempFile, Arc<LogicalUnit>) {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().set_len(BLOCKS * 512).unwrap();
+        let mut cfg = LuConfig::new(f.path(), 0);
+        cfg.engine = engine;
+        cfg.emulate = emulate;
+        (f, Arc::new(LogicalUnit::open(cfg).unwrap()))
+    }
+
+    fn nexus() -> Nexus {
+        Nexus::new(
+            "iqn.2024-01.test:init",
+            [0x80, 0, 0, 0, 0, 1],
+            "iqn.2024-01.test:tgt",
+            1,
+        )
+    }
+
+    fn pattern(len: usize, seed: u8) -> Bytes {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    /// The outcome of `cdb` through [`LogicalUnit::start`], running any blocking rest here.
+    fn started(lu: &Arc<LogicalUnit>, cdb: &[u8], data: &Bytes) -> ScsiOutcome {
+        match lu.start(&nexus(), cdb, data) {
+            Start::Done(o) => o,
+            Start::Blocking(b) => b.run(),
+            Start::Execute => panic!("not started"),
+        }
+    }
+
+    #[test]
+    fn adaptive_read_and_write_finish_on_the_calling_thread() {
+        let (_f, lu) = unit(IoEngine::Adaptive, None);
+        let data = pattern(8 * 512, 3);
+        let o = match lu.start(&nexus(), &build::write10(16, 8, false), &data) {
+            Start::Done(o) => o,
+            other => panic!("small buffered write not done at once: {other:?}"),
+        };
+        assert_eq!(o.status, ScsiStatus::GOOD);
+        // Just written, so in the page cache.
+        match lu.start(&nexus(), &build::read16(16, 8, false), &Bytes::new()) {
+            Start::Done(o) => assert_eq!(o.data_in, data),
+            other => panic!("cached read not done at once: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pool_and_emulation_leave_the_medium_access_for_an_io_thread() {
+        let model = DiskEmulation {
+            latency_us: 3000,
+            mbps: 1000.0,
+        };
+        for (engine, emulate) in [
+            (IoEngine::BlockingPool, None),
+            (IoEngine::Adaptive, Some(model)),
+        ] {
+            let (_f, lu) = unit(engine, emulate);
+            let data = pattern(4 * 512, 9);
+            let w = match lu.start(&nexus(), &build::write16(40, 4, true), &data) {
+                Start::Blocking(b) => b,
+                other => panic!("{engine:?}: write not left blocking: {other:?}"),
+            };
+            let begun = std::time::Instant::now();
+            assert_eq!(w.run().status, ScsiStatus::GOOD);
+            if emulate.is_some() {
+                assert!(begun.elapsed() >= std::time::Duration::from_micros(3000));
+            }
+            let r = match lu.start(&nexus(), &build::read10(40, 4, false), &Bytes::new()) {
+                Start::Blocking(b) => b.run(),
+                other => panic!("{engine:?}: read not left blocking: {other:?}"),
+            };
+            assert_eq!(r.data_in, data);
+        }
+    }
+
+    #[test]
+    fn errors_are_answered_at_once_with_sense() {
+        let (_f, lu) = unit(IoEngine::BlockingPool, None);
+        let o = started(&lu, &build::read16(BLOCKS, 1, false), &Bytes::new());
+        assert_eq!(o.status, ScsiStatus::CHECK_CONDITION);
+        assert_eq!(o.decoded_sense().unwrap().asc, Asc::LBA_OUT_OF_RANGE);
+        // Data-out shorter than the CDB describes.
+        let o = started(&lu, &build::write10(0, 2, false), &pattern(512, 1));
+        assert_eq!(
+            o.decoded_sense().unwrap().asc,
+            Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT
+        );
+    }
+
+    #[tokio::test]
+    async fn other_commands_are_left_untouched() {
+        let (_f, lu) = unit(IoEngine::Adaptive, None);
+        let o = lu
+            .execute(&nexus(), &build::test_unit_ready(), Bytes::new())
+            .await;
+        assert_eq!(o.status, ScsiStatus::GOOD);
+        lu.lun_reset();
+        // TEST UNIT READY is not started, so its unit attention is still pending after.
+        assert!(matches!(
+            lu.start(&nexus(), &build::test_unit_ready(), &Bytes::new()),
+            Start::Execute
+        ));
+        let o = lu
+            .execute(&nexus(), &build::test_unit_ready(), Bytes::new())
+            .await;
+        assert_eq!(
+            o.decoded_sense().unwrap().asc,
+            Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED
+        );
+        // A WRITE waits (on the general path) while COMPARE AND WRITE holds the medium.
+        let exclusive = lu.write_order.clone().write_owned().await;
+        assert!(matches!(
+            lu.start(&nexus(), &build::write10(0, 1, false), &pattern(512, 2)),
+            Start::Execute
+        ));
+        drop(exclusive);
+        assert!(matches!(
+            lu.start(&nexus(), &build::write10(0, 1, false), &pattern(512, 2)),
+            Start::Done(_)
+        ));
+    }
 }
