@@ -49,6 +49,7 @@ fn synthetic() -> BenchReport {
             p50_us: 70.0,
             p99_us: 300.0,
         }],
+        lun_qd1_writes: Vec::new(),
     }
 }
 

@@ -13,8 +13,9 @@ use super::nbd_client::NbdTarget;
 use super::report::{BenchReport, Mode};
 use super::runner::{run_bench, BenchPlan, ModeTarget};
 use super::service_time::{parse_disk_model, DiskEmulation, ServiceTimeModel, SpindleModel};
+use super::target_iscsi::IscsiLunTarget;
 use super::target_local::LocalFileTarget;
-use super::workload::Op;
+use super::workload::{run_workload, AccessPattern, Op, WorkloadSpec};
 use super::BenchError;
 
 /// Parses `4096`, `4K`, `512k`, `1M`, `2G` (binary units) into bytes.
@@ -327,7 +328,35 @@ pub fn run_demo(
     let mut report = run_bench(&plan, &targets, args.servers)?;
     report.disk_model = Some(args.emulate_disk);
     report.stages = cluster.stages();
+    if plan.ops.contains(&Op::Write) && plan.queue_depths.contains(&1) {
+        if let Some(lun) = cluster.start_lun()? {
+            report.lun_qd1_writes = measure_lun_qd1_writes(&plan, &lun)?;
+        }
+    }
     Ok(report)
+}
+
+/// QD1 writes of every block size of `plan` on a server's LUN straight over iSCSI: the
+/// transport baseline the virtual layer's own cost is measured against.
+fn measure_lun_qd1_writes(
+    plan: &BenchPlan,
+    lun: &IscsiLunTarget,
+) -> Result<Vec<(u32, f64)>, BenchError> {
+    let mut out = Vec::new();
+    for &bs in &plan.block_sizes {
+        let spec = WorkloadSpec {
+            op: Op::Write,
+            block_size: bs,
+            queue_depth: 1,
+            bytes: plan.bytes_per_point,
+            duration: plan.time_per_point,
+            pattern: AccessPattern::Sequential,
+            region: plan.region,
+        };
+        let m = run_workload(lun, &spec, &|_| {})?;
+        out.push((bs, m.mean_latency_us()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::nbd_client::NbdTarget;
 use super::service_time::{disk_model_arg, DiskEmulation};
 use super::stages::StageBreakdown;
+use super::target_iscsi::IscsiLunTarget;
 use super::BenchError;
 
 /// What every storage server and virtual disk of a demo cluster looks like.
@@ -45,6 +46,13 @@ pub trait Cluster {
         Vec::new()
     }
 
+    /// Starts a storage server of the same kind outside any virtual disk and returns its LUN,
+    /// for measuring the iSCSI transport without the virtual layer; `None` if the cluster
+    /// cannot.
+    fn start_lun(&mut self) -> Result<Option<IscsiLunTarget>, BenchError> {
+        Ok(None)
+    }
+
     /// Stops everything started.
     fn stop(&mut self);
 }
@@ -70,6 +78,8 @@ pub struct ProcessCluster {
     /// Running targets, in start order.
     targets: Vec<ChildGuard>,
     tapdisks: Vec<ChildGuard>,
+    /// Servers outside any virtual disk ([`Cluster::start_lun`]).
+    direct: Vec<ChildGuard>,
     vdisks: usize,
     /// Mapping file and server count of every virtual disk served, in start order.
     maps: Vec<(PathBuf, usize)>,
@@ -93,6 +103,7 @@ impl ProcessCluster {
             master: None,
             targets: Vec::new(),
             tapdisks: Vec::new(),
+            direct: Vec::new(),
             vdisks: 0,
             maps: Vec::new(),
         }
@@ -233,6 +244,37 @@ impl ProcessCluster {
 }
 
 impl Cluster for ProcessCluster {
+    fn start_lun(&mut self) -> Result<Option<IscsiLunTarget>, BenchError> {
+        let addr = free_local_addr()?;
+        let lun = self.config.work_dir.join("direct.img");
+        let f = std::fs::File::create(&lun)
+            .map_err(|e| BenchError::Cluster(format!("{}: {e}", lun.display())))?;
+        f.set_len(self.config.lun_size)
+            .map_err(|e| BenchError::Cluster(format!("{}: {e}", lun.display())))?;
+        let iqn = "iqn.2026-01.org.pvd:demo.direct".to_string();
+        let mut g = self.spawn(
+            "target-direct",
+            &[
+                "target".into(),
+                "--listen".into(),
+                addr.to_string(),
+                "--iqn".into(),
+                iqn.clone(),
+                "--lun".into(),
+                path_arg(&lun),
+                "--emulate-disk".into(),
+                disk_model_arg(&self.config.disk_model),
+            ],
+        )?;
+        self.wait_ready(&mut g, addr)?;
+        self.direct.push(g);
+        Ok(Some(IscsiLunTarget {
+            portal: addr.to_string(),
+            iqn,
+            lun: 0,
+        }))
+    }
+
     fn start(&mut self, servers: usize, stripes: usize) -> Result<NbdTarget, BenchError> {
         if stripes == 0 || stripes > servers {
             return Err(BenchError::Cluster(format!(
@@ -313,6 +355,7 @@ impl Cluster for ProcessCluster {
     fn stop(&mut self) {
         self.tapdisks.clear();
         self.targets.clear();
+        self.direct.clear();
         self.master = None;
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! * [`nbd_client`]: a small pipelining NBD client (the load generator's transport).
 //! * [`workload`]: the generator (`dd oflag=direct`-style I/O at a queue depth) over the
-//!   [`workload::WorkloadTarget`] seam; [`target_nbd`] and [`target_local`] implement it.
+//!   [`workload::WorkloadTarget`] seam; [`target_nbd`], [`target_local`] and [`target_iscsi`]
+//!   (a LUN straight over iSCSI, the transport baseline) implement it.
 //! * [`service_time`]: the disk model the local baseline runs under.
 //! * [`runner`]: sweeps block sizes, queue depths and ops over every mode into a
 //!   [`report::BenchReport`].
@@ -20,6 +21,7 @@ pub mod report;
 pub mod runner;
 pub mod service_time;
 pub mod stages;
+pub mod target_iscsi;
 pub mod target_local;
 pub mod target_nbd;
 pub mod workload;

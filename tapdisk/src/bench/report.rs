@@ -85,6 +85,9 @@ pub struct BenchReport {
     pub disk_model: Option<DiskEmulation>,
     /// Per-stage latencies of the virtual disk, when the daemon provided them.
     pub stages: Vec<StageBreakdown>,
+    /// QD1 write points measured on a server's LUN straight over iSCSI, no virtual layer
+    /// (block size, mean latency µs): splits the virtual layer's cost from the transport's.
+    pub lun_qd1_writes: Vec<(u32, f64)>,
 }
 
 /// The constant cost the virtual layer adds (Table 3.1's X), per mode against physical.
@@ -96,6 +99,8 @@ pub struct OverheadSummary {
     pub constant_cost_delta_us: Vec<(Mode, f64)>,
     /// Mean 4 KiB QD1 write latency of the mode minus the physical one, µs.
     pub latency_4k_delta_us: Vec<(Mode, f64)>,
+    /// The QD1 write fit of the LUN reached straight over iSCSI, when measured.
+    pub lun_fit: Option<LinearFit>,
 }
 
 /// Formats a block size as `4K`, `512K`, `1M`.
@@ -273,10 +278,16 @@ impl BenchReport {
                 .collect(),
             None => Vec::new(),
         };
+        let lun_pts: Vec<(f64, f64)> = self
+            .lun_qd1_writes
+            .iter()
+            .map(|&(bs, us)| (f64::from(bs) / 1024.0, us))
+            .collect();
         OverheadSummary {
             fits,
             constant_cost_delta_us,
             latency_4k_delta_us,
+            lun_fit: fit_linear(&lun_pts),
         }
     }
 
@@ -304,6 +315,41 @@ impl BenchReport {
                 "  4K latency {} - physical = {:+.1} us\n",
                 m,
                 tenth(*d)
+            ));
+        }
+        out.push_str(&self.format_layers(&s));
+        out
+    }
+
+    /// Splits the virtual disk's constant cost into the transport (pvd's initiator straight to
+    /// a server's LUN) and the virtual layer on top of it (NBD frontend and tapdisk).
+    fn format_layers(&self, s: &OverheadSummary) -> String {
+        let Some(lun) = s.lun_fit else {
+            return String::new();
+        };
+        let fit_of = |mode| s.fits.iter().find(|(m, _)| *m == mode).map(|(_, f)| *f);
+        let tenth = |d: f64| (d * 10.0).round() / 10.0 + 0.0;
+        let mut out = format!(
+            "  {:<24} X = {:8.1} us   Y = {:6.3} us/KiB   R^2 = {:.4}\n",
+            "server LUN over iSCSI", lun.x_us, lun.y_us_per_kib, lun.r_squared
+        );
+        if let Some(p) = fit_of(Mode::Physical) {
+            out.push_str(&format!(
+                "  transport (initiator, TCP, target): X_lun - X_physical = {:+.1} us\n",
+                tenth(lun.x_us - p.x_us)
+            ));
+        }
+        if let Some(v) = fit_of(Mode::Virtual) {
+            out.push_str(&format!(
+                "  virtual layer (NBD frontend + tapdisk): X_virtual - X_lun = {:+.1} us\n",
+                tenth(v.x_us - lun.x_us)
+            ));
+        }
+        let lun_4k = self.lun_qd1_writes.iter().find(|(bs, _)| *bs == 4096);
+        if let (Some(&(_, l)), Some(v)) = (lun_4k, self.point(Mode::Virtual, Op::Write, 1, 4096)) {
+            out.push_str(&format!(
+                "  4K latency virtual - LUN = {:+.1} us\n",
+                tenth(v.mean_us - l)
             ));
         }
         out
@@ -378,6 +424,7 @@ mod tests {
             parallel_servers: 2,
             disk_model: None,
             stages: Vec::new(),
+            lun_qd1_writes: Vec::new(),
         }
     }
 
@@ -434,6 +481,24 @@ mod tests {
         assert!((s.latency_4k_delta_us[1].1 - 14.0).abs() < 1e-9);
         let text = sample().format_overhead();
         assert!(text.contains("X_virtual - X_physical = +15.0 us"), "{text}");
+        assert!(!text.contains("X_lun"), "no LUN points, no split: {text}");
+    }
+
+    #[test]
+    fn lun_baseline_splits_transport_from_virtual_layer() {
+        let mut r = sample();
+        // LUN: X = 108 us, Y = 2 us/KiB (physical X = 100, virtual X = 115).
+        r.lun_qd1_writes = vec![(4096, 116.0), (8192, 124.0)];
+        let s = r.overhead_summary();
+        let lun = s.lun_fit.expect("two LUN points");
+        assert!((lun.x_us - 108.0).abs() < 1e-6, "{lun:?}");
+        let text = r.format_overhead();
+        assert!(text.contains("X_lun - X_physical = +8.0 us"), "{text}");
+        assert!(text.contains("X_virtual - X_lun = +7.0 us"), "{text}");
+        assert!(
+            text.contains("4K latency virtual - LUN = +7.0 us"),
+            "{text}"
+        );
     }
 
     #[test]
