@@ -1,21 +1,24 @@
 //! NBD protocol section "Transmission phase": requests, simple replies and structured
 //! replies, served with many requests in flight per connection.
 //!
-//! A reader loop parses each request (validating it fully before any I/O), reads a WRITE
-//! payload into one buffer, and spawns the backend operation as its own task. Finished
-//! operations queue their replies to a writer loop that batches whatever is ready and
-//! writes it with one vectored write: replies leave in completion order, never interleaved.
-//! At most `max_in_flight` requests of a connection are between "received" and "reply
-//! written" at any time. When the reader stops (NBD_CMD_DISC, EOF, a protocol error or
+//! One task serves a connection. It parses every request a socket read brought (validating
+//! each fully before any I/O; a WRITE payload is a slice of the read buffer), starts the
+//! backend operations as futures of its own, and when some finish writes their replies with
+//! one vectored write: replies leave in completion order, never interleaved, and a reply is
+//! written by the same poll that saw its operation finish. At most `max_in_flight` requests
+//! of a connection are between "received" and "reply written" at any time (the socket is not
+//! read while that many are). When reading stops (NBD_CMD_DISC, EOF, a protocol error or
 //! server shutdown), in-flight operations still complete and their replies are sent.
 
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 
 use super::backend::BlockBackend;
 use super::handshake::Negotiated;
@@ -30,8 +33,13 @@ use super::wire::{
 pub const MAX_DISCARDED_WRITE: u32 = 64 << 20;
 /// Most replies gathered into one vectored write.
 const MAX_REPLY_BATCH: usize = 64;
-/// Read buffer of a connection (headers and small payloads are read through it).
+/// Stop gathering finished requests for one vectored write at this many bytes of READ data
+/// (what the write copies is then still in the cache).
+const REPLY_BATCH_BYTES: usize = 256 * 1024;
+/// Read buffer of a connection (requests and WRITE payloads are cut from it).
 const READ_BUFFER: usize = 64 * 1024;
+/// Spare room below which the read buffer grows before a socket read.
+const READ_SLACK: usize = 16 * 1024;
 
 /// Why a connection's transmission phase ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -139,12 +147,23 @@ pub(crate) struct Connection<B> {
     pub counters: Arc<ServerCounters>,
 }
 
+/// A request's identity and the outcome its reply carries.
 struct Reply {
     cookie: u64,
-    result: Result<Option<Bytes>, Errno>,
+    command: CommandType,
     offset: u64,
-    timing: RequestTiming,
-    _slot: OwnedSemaphorePermit,
+    length: u32,
+    received: Instant,
+    result: Result<Option<Bytes>, Errno>,
+}
+
+impl Reply {
+    fn data_len(&self) -> usize {
+        match &self.result {
+            Ok(Some(d)) => d.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// Waits until `rx` says true; never returns if the sender goes away without saying it.
@@ -154,125 +173,283 @@ pub(crate) async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// What the reader found next in its buffer.
+enum Step {
+    /// A valid request for the backend.
+    Run(Operation, Reply),
+    /// A request answered without the backend (refused).
+    Answer(Reply),
+    /// NBD_CMD_DISC.
+    Disconnect,
+    /// The buffer holds no complete request.
+    NeedMore,
+}
+
+/// The request side of a connection: one buffer that socket reads fill and requests are cut
+/// from. A WRITE payload is a slice of that buffer (no copy), so requests that arrive together
+/// are parsed from one read.
+struct RequestReader {
+    buf: BytesMut,
+    /// A refused WRITE whose payload is being skipped: its reply and the bytes still to skip.
+    skipping: Option<(Reply, usize)>,
+}
+
+impl RequestReader {
+    fn new() -> RequestReader {
+        RequestReader {
+            buf: BytesMut::with_capacity(READ_BUFFER),
+            skipping: None,
+        }
+    }
+
+    /// Takes the next request out of the buffer.
+    fn next(
+        &mut self,
+        limits: &RequestLimits,
+        received: Instant,
+    ) -> Result<Step, TransmissionError> {
+        if let Some((_, left)) = &mut self.skipping {
+            let n = (*left).min(self.buf.len());
+            self.buf.advance(n);
+            *left -= n;
+            if *left > 0 {
+                return Ok(Step::NeedMore);
+            }
+            return Ok(match self.skipping.take() {
+                Some((reply, _)) => Step::Answer(reply),
+                None => Step::NeedMore,
+            });
+        }
+        if self.buf.len() < REQUEST_LEN {
+            return Ok(Step::NeedMore);
+        }
+        let mut raw = [0u8; REQUEST_LEN];
+        raw.copy_from_slice(&self.buf[..REQUEST_LEN]);
+        let header = RequestHeader::parse(&raw)?;
+        let verdict = validate(&header, limits);
+        let mut reply = Reply {
+            cookie: header.cookie,
+            command: header.command,
+            offset: header.offset,
+            length: header.length,
+            received,
+            result: Ok(None),
+        };
+        let mut payload = None;
+        if header.command == CommandType::WRITE {
+            let len = header.length as usize;
+            if header.length > limits.max_request {
+                if header.length > MAX_DISCARDED_WRITE {
+                    return Err(TransmissionError::PayloadTooLarge {
+                        len: header.length,
+                        limit: MAX_DISCARDED_WRITE,
+                    });
+                }
+                // Refused (too long); its payload is read and dropped in pieces.
+                self.buf.advance(REQUEST_LEN);
+                reply.result = Err(verdict.err().unwrap_or(Errno::EINVAL));
+                tracing::debug!(?header, "NBD WRITE longer than the maximum request refused");
+                self.skipping = Some((reply, len));
+                return self.next(limits, received);
+            }
+            let total = REQUEST_LEN + len;
+            if self.buf.len() < total {
+                // Room for the whole payload (and the next headers) before reading on.
+                self.buf.reserve(total - self.buf.len() + READ_SLACK);
+                return Ok(Step::NeedMore);
+            }
+            self.buf.advance(REQUEST_LEN);
+            payload = Some(self.buf.split_to(len).freeze());
+        } else {
+            self.buf.advance(REQUEST_LEN);
+        }
+        match verdict {
+            Ok(()) if header.command == CommandType::DISC => Ok(Step::Disconnect),
+            Ok(()) => Ok(Step::Run(operation(&header, payload), reply)),
+            Err(errno) => {
+                tracing::debug!(?header, ?errno, "NBD request refused");
+                reply.result = Err(errno);
+                Ok(Step::Answer(reply))
+            }
+        }
+    }
+
+    /// Reads what the socket has into the buffer; 0 at end of stream.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> std::io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_SLACK {
+            self.buf.reserve(READ_BUFFER);
+        }
+        r.read_buf(&mut self.buf).await
+    }
+}
+
+/// Serves one request on the backend.
+async fn serve_request<B: BlockBackend>(b: &B, op: Operation, max: u32, mut reply: Reply) -> Reply {
+    reply.result = execute(b, op, max).await;
+    reply
+}
+
+/// The reply side of a connection: writes batches of replies with one vectored write and
+/// reports each request's timing.
+struct ReplyWriter<W> {
+    w: W,
+    structured: bool,
+    broken: bool,
+    headers: BytesMut,
+    spans: Vec<(usize, usize)>,
+    observer: Option<Arc<dyn RequestObserver>>,
+    counters: Arc<ServerCounters>,
+}
+
+impl<W: AsyncWrite + Unpin> ReplyWriter<W> {
+    /// Writes every reply of `batch` (in order, never interleaved) and empties it.
+    async fn write(&mut self, batch: &mut Vec<Reply>, completed: Instant) {
+        if !self.broken {
+            self.headers.clear();
+            self.spans.clear();
+            for r in batch.iter() {
+                let start = self.headers.len();
+                encode_reply_header(&mut self.headers, r, self.structured);
+                self.spans.push((start, self.headers.len()));
+            }
+            let mut bufs: Vec<&[u8]> = Vec::with_capacity(batch.len() * 2);
+            for (r, &(a, b)) in batch.iter().zip(&self.spans) {
+                bufs.push(&self.headers[a..b]);
+                if let Ok(Some(data)) = &r.result {
+                    if !data.is_empty() {
+                        bufs.push(data);
+                    }
+                }
+            }
+            let written = async {
+                write_all_vectored(&mut self.w, &bufs).await?;
+                self.w.flush().await
+            }
+            .await;
+            if let Err(e) = written {
+                tracing::debug!(error = %e, "NBD client stopped reading replies");
+                self.broken = true;
+            }
+        }
+        let replied = Instant::now();
+        for r in batch.drain(..) {
+            let timing = RequestTiming {
+                command: r.command,
+                offset: r.offset,
+                length: r.length,
+                error: match &r.result {
+                    Ok(_) => Errno::OK,
+                    Err(e) => *e,
+                },
+                received: r.received,
+                dispatched: r.received,
+                completed: completed.max(r.received),
+                replied,
+            };
+            self.counters.record(&timing);
+            if let Some(o) = &self.observer {
+                o.on_request(&timing);
+            }
+        }
+    }
+}
+
 impl<B: BlockBackend> Connection<B> {
     /// Serves requests until the client disconnects or `shutdown` turns true, then waits
     /// for every in-flight request's reply to be written.
+    ///
+    /// One task does everything: it parses the requests of each socket read, polls their
+    /// backend operations (a request's first commands go out before the next read), and
+    /// writes the replies of whatever finished together with one vectored write, right where
+    /// they finished (no hop to another task).
     pub(crate) async fn run<R, W>(
         self,
-        reader: R,
+        mut reader: R,
         writer: W,
-        shutdown: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), TransmissionError>
     where
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send,
     {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let structured = self.negotiated.structured_replies;
-        let observer = self.observer.clone();
-        let counters = self.counters.clone();
-        let reading = self.read_requests(reader, tx, shutdown);
-        let writing = write_replies(writer, rx, structured, observer, counters);
-        let (r, ()) = tokio::join!(reading, writing);
-        r
-    }
-
-    async fn read_requests<R: AsyncRead + Unpin>(
-        self,
-        reader: R,
-        tx: mpsc::UnboundedSender<Reply>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Result<(), TransmissionError> {
-        let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER, reader);
-        let slots = Arc::new(Semaphore::new(self.max_in_flight));
+        let backend: &B = &self.backend;
+        let max = self.limits.max_request;
+        let mut out = ReplyWriter {
+            w: writer,
+            structured: self.negotiated.structured_replies,
+            broken: false,
+            headers: BytesMut::with_capacity(MAX_REPLY_BATCH * 32),
+            spans: Vec::with_capacity(MAX_REPLY_BATCH),
+            observer: self.observer.clone(),
+            counters: self.counters.clone(),
+        };
+        let mut requests = RequestReader::new();
+        let mut inflight = FuturesUnordered::new();
+        let mut ready: Vec<Reply> = Vec::with_capacity(MAX_REPLY_BATCH);
+        let mut reading = true;
+        let mut failure: Option<TransmissionError> = None;
+        let mut received = Instant::now();
         loop {
-            let mut raw = [0u8; REQUEST_LEN];
-            let read = tokio::select! {
-                biased;
-                _ = shutdown_signalled(&mut shutdown) => return Ok(()),
-                r = reader.read_exact(&mut raw) => r,
-            };
-            match read {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-            let header = RequestHeader::parse(&raw)?;
-            let verdict = validate(&header, &self.limits);
-            let mut payload = None;
-            if header.command == CommandType::WRITE {
-                let got = if header.length <= self.limits.max_request {
-                    read_payload(&mut reader, header.length).await.map(Some)
-                } else if header.length <= MAX_DISCARDED_WRITE {
-                    discard(&mut reader, header.length).await.map(|_| None)
-                } else {
-                    return Err(TransmissionError::PayloadTooLarge {
-                        len: header.length,
-                        limit: MAX_DISCARDED_WRITE,
-                    });
-                };
-                match got {
-                    Ok(p) => payload = p,
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        tracing::debug!("client went away in the middle of a WRITE payload");
-                        return Ok(());
+            while reading && inflight.len() + ready.len() < self.max_in_flight {
+                match requests.next(&self.limits, received) {
+                    Ok(Step::Run(op, reply)) => {
+                        inflight.push(serve_request(backend, op, max, reply))
                     }
-                    Err(e) => return Err(e.into()),
+                    Ok(Step::Answer(reply)) => ready.push(reply),
+                    Ok(Step::NeedMore) => break,
+                    Ok(Step::Disconnect) => {
+                        tracing::debug!("client sent NBD_CMD_DISC");
+                        reading = false;
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        reading = false;
+                    }
                 }
             }
-            if verdict.is_ok() && header.command == CommandType::DISC {
-                tracing::debug!("client sent NBD_CMD_DISC");
-                return Ok(());
+            // Poll the requests (new ones send their commands) and gather the finished ones.
+            let mut bytes: usize = ready.iter().map(Reply::data_len).sum();
+            while ready.len() < MAX_REPLY_BATCH && bytes < REPLY_BATCH_BYTES {
+                match inflight.next().now_or_never() {
+                    Some(Some(r)) => {
+                        bytes += r.data_len();
+                        ready.push(r);
+                    }
+                    _ => break,
+                }
             }
-            let received = Instant::now();
-            let slot = slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the slot semaphore is never closed");
-            let dispatched = Instant::now();
-            let mut timing = RequestTiming {
-                command: header.command,
-                offset: header.offset,
-                length: header.length,
-                error: Errno::OK,
-                received,
-                dispatched,
-                completed: dispatched,
-                replied: dispatched,
-            };
-            let op = match verdict {
-                Ok(()) => operation(&header, payload),
-                Err(errno) => {
-                    tracing::debug!(?header, ?errno, "NBD request refused");
-                    timing.error = errno;
-                    let _ = tx.send(Reply {
-                        cookie: header.cookie,
-                        result: Err(errno),
-                        offset: header.offset,
-                        timing,
-                        _slot: slot,
-                    });
-                    continue;
-                }
-            };
-            let backend = self.backend.clone();
-            let tx = tx.clone();
-            let max = self.limits.max_request;
-            tokio::spawn(async move {
-                let result = execute(&*backend, op, max).await;
-                timing.completed = Instant::now();
-                if let Err(errno) = result {
-                    timing.error = errno;
-                }
-                let _ = tx.send(Reply {
-                    cookie: header.cookie,
-                    result,
-                    offset: header.offset,
-                    timing,
-                    _slot: slot,
-                });
-            });
+            if !ready.is_empty() {
+                out.write(&mut ready, Instant::now()).await;
+                continue;
+            }
+            if !reading && inflight.is_empty() {
+                break;
+            }
+            let room = reading && inflight.len() < self.max_in_flight;
+            tokio::select! {
+                biased;
+                Some(r) = inflight.next(), if !inflight.is_empty() => ready.push(r),
+                _ = shutdown_signalled(&mut shutdown), if reading => reading = false,
+                n = requests.fill(&mut reader), if room => match n {
+                    Ok(0) => {
+                        if !requests.buf.is_empty() || requests.skipping.is_some() {
+                            tracing::debug!("client went away in the middle of a request");
+                        }
+                        reading = false;
+                    }
+                    Ok(_) => received = Instant::now(),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => reading = false,
+                    Err(e) => {
+                        failure = Some(e.into());
+                        reading = false;
+                    }
+                },
+            }
+        }
+        let _ = out.w.shutdown().await;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 }
@@ -389,30 +566,6 @@ fn pieces(offset: u64, len: u32, max: u32) -> impl Iterator<Item = (u64, u32)> {
     })
 }
 
-async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, len: u32) -> std::io::Result<Bytes> {
-    let len = len as usize;
-    let mut buf = BytesMut::with_capacity(len);
-    while buf.len() < len {
-        let want = len - buf.len();
-        let mut limited = (&mut buf).limit(want);
-        if r.read_buf(&mut limited).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(buf.freeze())
-}
-
-async fn discard<R: AsyncRead + Unpin>(r: &mut R, len: u32) -> std::io::Result<()> {
-    let mut left = len as usize;
-    let mut buf = vec![0u8; 64 * 1024];
-    while left > 0 {
-        let n = left.min(buf.len());
-        r.read_exact(&mut buf[..n]).await?;
-        left -= n;
-    }
-    Ok(())
-}
-
 fn encode_reply_header(out: &mut BytesMut, r: &Reply, structured: bool) {
     match (&r.result, structured) {
         (Ok(Some(data)), true) if !data.is_empty() => encode_chunk_header(
@@ -422,11 +575,11 @@ fn encode_reply_header(out: &mut BytesMut, r: &Reply, structured: bool) {
             r.cookie,
             8 + data.len() as u32,
         ),
-        (Ok(_), true) if r.timing.command == CommandType::READ => {
+        (Ok(_), true) if r.command == CommandType::READ => {
             encode_chunk_header(out, CHUNK_FLAG_DONE, ChunkType::NONE, r.cookie, 0);
             return;
         }
-        (Err(errno), true) if r.timing.command == CommandType::READ => {
+        (Err(errno), true) if r.command == CommandType::READ => {
             encode_chunk_header(out, CHUNK_FLAG_DONE, ChunkType::ERROR, r.cookie, 6);
             out.put_u32(errno.0);
             out.put_u16(0);
@@ -443,64 +596,6 @@ fn encode_reply_header(out: &mut BytesMut, r: &Reply, structured: bool) {
     }
     // Structured OFFSET_DATA: the offset precedes the data.
     out.put_u64(r.offset);
-}
-
-async fn write_replies<W: AsyncWrite + Unpin>(
-    mut w: W,
-    mut rx: mpsc::UnboundedReceiver<Reply>,
-    structured: bool,
-    observer: Option<Arc<dyn RequestObserver>>,
-    counters: Arc<ServerCounters>,
-) {
-    let mut broken = false;
-    let mut batch: Vec<Reply> = Vec::with_capacity(MAX_REPLY_BATCH);
-    let mut headers = BytesMut::with_capacity(MAX_REPLY_BATCH * 32);
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(MAX_REPLY_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_REPLY_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        if !broken {
-            headers.clear();
-            spans.clear();
-            for r in &batch {
-                let start = headers.len();
-                encode_reply_header(&mut headers, r, structured);
-                spans.push((start, headers.len()));
-            }
-            let mut bufs: Vec<&[u8]> = Vec::with_capacity(batch.len() * 2);
-            for (r, &(a, b)) in batch.iter().zip(&spans) {
-                bufs.push(&headers[a..b]);
-                if let Ok(Some(data)) = &r.result {
-                    if !data.is_empty() {
-                        bufs.push(data);
-                    }
-                }
-            }
-            let written = async {
-                write_all_vectored(&mut w, &bufs).await?;
-                w.flush().await
-            }
-            .await;
-            if let Err(e) = written {
-                tracing::debug!(error = %e, "NBD client stopped reading replies");
-                broken = true;
-            }
-        }
-        let replied = Instant::now();
-        for mut r in batch.drain(..) {
-            r.timing.replied = replied;
-            counters.record(&r.timing);
-            if let Some(o) = &observer {
-                o.on_request(&r.timing);
-            }
-        }
-    }
-    let _ = w.shutdown().await;
 }
 
 /// Writes every (non-empty) buffer of `bufs`, in order, with as few syscalls as the socket

@@ -229,61 +229,85 @@ fn slice_segments(parts: &[Bytes], segs: &[Segment]) -> Vec<Bytes> {
 }
 
 impl Inner {
-    fn pieces(&self, offset: u64, len: u64, set: ReplicaSet) -> Result<Vec<ServerPiece>, String> {
+    /// The server pieces of `[offset, offset+len)`, and when the translation finished (the
+    /// commands' start: one clock read serves both stages).
+    fn pieces(
+        &self,
+        offset: u64,
+        len: u64,
+        set: ReplicaSet,
+    ) -> Result<(Vec<ServerPiece>, Instant), String> {
         let t = Instant::now();
         let mut scratch = Vec::new();
         let mut out = Vec::new();
         self.table
             .server_pieces(offset, len, set, &mut scratch, &mut out)
             .map_err(|e| format!("translate {offset}+{len}: {e}"))?;
-        self.stats.record(Stage::Translate, t.elapsed());
-        Ok(out)
+        let done = Instant::now();
+        self.stats.record(Stage::Translate, done - t);
+        Ok((out, done))
     }
 
-    /// Writes `[offset, offset+len)` carried by `bufs` to every replica.
+    /// Writes `[offset, offset+len)` carried by `bufs` to every replica; also returns when
+    /// the last replica answered.
     async fn write_range(
         &self,
         offset: u64,
         len: u64,
         bufs: &[Bytes],
         fua: bool,
-    ) -> Result<(), String> {
-        let pieces = self.pieces(offset, len, ReplicaSet::All)?;
-        let t = Instant::now();
-        let r = if let [p] = pieces.as_slice() {
+    ) -> (Result<(), String>, Instant) {
+        let (pieces, t) = match self.pieces(offset, len, ReplicaSet::All) {
+            Ok(p) => p,
+            Err(e) => return (Err(e), Instant::now()),
+        };
+        let (r, done) = if let [p] = pieces.as_slice() {
             self.servers
-                .write(p.target, p.lba, slice_segments(bufs, &p.segments), fua)
+                .write_from(p.target, p.lba, slice_segments(bufs, &p.segments), fua, t)
                 .await
         } else {
             let futs: Vec<_> = pieces
                 .iter()
                 .map(|p| {
-                    self.servers
-                        .write(p.target, p.lba, slice_segments(bufs, &p.segments), fua)
+                    self.servers.write_from(
+                        p.target,
+                        p.lba,
+                        slice_segments(bufs, &p.segments),
+                        fua,
+                        t,
+                    )
                 })
                 .collect();
-            join::join_all(futs).await.into_iter().collect()
+            let results = join::join_all(futs).await;
+            let done = results.iter().map(|(_, d)| *d).max().unwrap_or(t);
+            (results.into_iter().try_for_each(|(r, _)| r), done)
         };
-        self.stats.record(Stage::Servers, t.elapsed());
-        r
+        self.stats
+            .record(Stage::Servers, done.saturating_duration_since(t));
+        (r, done)
     }
 
     /// Reads `[offset, offset+len)` from one replica of each extent, trying the next replica
-    /// when a server fails.
-    async fn read_range(&self, offset: u64, len: u64) -> Result<Bytes, String> {
+    /// when a server fails; also returns when the data was complete.
+    async fn read_range(&self, offset: u64, len: u64) -> (Result<Bytes, String>, Instant) {
         let replicas = self.table.geometry().replicas;
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
         let mut last = String::new();
+        let mut done = Instant::now();
         for attempt in 0..replicas {
-            let pieces =
-                self.pieces(offset, len, ReplicaSet::Rotate(turn.wrapping_add(attempt)))?;
-            let t = Instant::now();
+            let set = ReplicaSet::Rotate(turn.wrapping_add(attempt));
+            let (pieces, t) = match self.pieces(offset, len, set) {
+                Ok(p) => p,
+                Err(e) => return (Err(e), Instant::now()),
+            };
             let r = if let [p] = pieces.as_slice() {
-                let b = self.servers.read(p.target, p.lba, p.len).await;
-                self.stats.record(Stage::Servers, t.elapsed());
+                let (b, d) = self.servers.read_from(p.target, p.lba, p.len, t).await;
+                done = d;
+                self.stats
+                    .record(Stage::Servers, done.saturating_duration_since(t));
                 match b {
                     Ok(b) if p.segments.len() == 1 && p.segments[0].buf_offset == 0 => {
-                        return Ok(b)
+                        return (Ok(b), done)
                     }
                     Ok(b) => Ok(vec![b]),
                     Err(e) => Err(e),
@@ -291,23 +315,25 @@ impl Inner {
             } else {
                 let futs: Vec<_> = pieces
                     .iter()
-                    .map(|p| self.servers.read(p.target, p.lba, p.len))
+                    .map(|p| self.servers.read_from(p.target, p.lba, p.len, t))
                     .collect();
-                let r = join::join_all(futs).await.into_iter().collect();
-                self.stats.record(Stage::Servers, t.elapsed());
-                r
+                let results = join::join_all(futs).await;
+                done = results.iter().map(|(_, d)| *d).max().unwrap_or(t);
+                self.stats
+                    .record(Stage::Servers, done.saturating_duration_since(t));
+                results.into_iter().map(|(r, _)| r).collect()
             };
             match r {
-                Ok(results) => return Ok(assemble(len, &pieces, &results)),
+                Ok(results) => return (Ok(assemble(len, &pieces, &results)), done),
                 Err(e) => last = e,
             }
         }
-        Err(last)
+        (Err(last), done)
     }
 
     /// TRIM: UNMAP on every replica.
     async fn trim_range(&self, offset: u64, len: u64) -> Result<(), String> {
-        let pieces = self.pieces(offset, len, ReplicaSet::All)?;
+        let (pieces, _) = self.pieces(offset, len, ReplicaSet::All)?;
         let futs: Vec<_> = pieces
             .iter()
             .map(|p| self.servers.unmap(p.target, p.lba, p.len))
@@ -317,7 +343,7 @@ impl Inner {
 
     /// WRITE_ZEROES: WRITE SAME on every replica.
     async fn zero_range(&self, offset: u64, len: u64, may_trim: bool) -> Result<(), String> {
-        let pieces = self.pieces(offset, len, ReplicaSet::All)?;
+        let (pieces, _) = self.pieces(offset, len, ReplicaSet::All)?;
         let futs: Vec<_> = pieces
             .iter()
             .map(|p| {

@@ -2,8 +2,9 @@
 //! merging of adjacent requests, a large maximum request size).
 //!
 //! Requests enter a shared queue. A request arriving while one of `dispatch_slots` is free takes
-//! everything queued (up to the queue depth) and dispatches it at once, on its own task when it
-//! is alone (no task hop at queue depth 1). While every slot is busy, a write that continues
+//! everything queued (up to the queue depth) and dispatches it at once on its own task (the
+//! batch holds the request, so no task hop); a batch that frees a slot starts the next one
+//! on a task of its own. While every slot is busy, a write that continues
 //! a sequential stream (it starts near where a recent or queued request ends) waits, so the stream's
 //! writes accumulate; any other request is dispatched at once with whatever is queued (random
 //! I/O never waits for a slot). The batch that frees a slot takes what accumulated,
@@ -150,7 +151,7 @@ fn spawn_batch(inner: Arc<Inner>, batch: Vec<Pending>) {
     match tokio::runtime::Handle::try_current() {
         Ok(h) => {
             h.spawn(async move {
-                run_batch(&guard.0, batch).await;
+                run_batch(&guard.0, batch, Instant::now()).await;
                 drop(guard);
             });
         }
@@ -192,14 +193,14 @@ pub async fn submit(
         }
     };
     if let Some(batch) = batch {
-        if batch.len() == 1 {
-            // Only this request: serve it on this task.
-            let guard = SlotGuard(inner.clone());
-            run_batch(inner, batch).await;
-            drop(guard);
-        } else {
-            spawn_batch(inner.clone(), batch);
-        }
+        // The batch holds this request, so this task waits for all of it anyway: serve it
+        // here rather than on a task of its own (no hop, no spawn).
+        let guard = SlotGuard(inner.clone());
+        let done = run_batch(inner, batch, enqueued).await;
+        drop(guard);
+        let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
+        inner.stats.record(Stage::Backend, done - enqueued);
+        return r;
     }
     let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
     inner.stats.record(Stage::Backend, enqueued.elapsed());
@@ -234,43 +235,61 @@ pub fn sort_and_merge(mut batch: Vec<Pending>, max: u64) -> Vec<Merged> {
     out
 }
 
-async fn run_batch(inner: &Arc<Inner>, batch: Vec<Pending>) {
-    let t0 = Instant::now();
+/// Serves a batch taken from the queue; `taken` is when it was taken. Returns when it finished.
+async fn run_batch(inner: &Arc<Inner>, batch: Vec<Pending>, taken: Instant) -> Instant {
     for p in &batch {
-        inner
-            .stats
-            .record(Stage::QueueWait, t0.saturating_duration_since(p.enqueued));
+        inner.stats.record(
+            Stage::QueueWait,
+            taken.saturating_duration_since(p.enqueued),
+        );
     }
     let n = batch.len();
-    let merged = sort_and_merge(batch, inner.queue.max_request);
-    inner.stats.record(Stage::SortMerge, t0.elapsed());
+    let merged = if n == 1 {
+        // Nothing to sort or merge (and no clock to read for it).
+        inner
+            .stats
+            .record(Stage::SortMerge, std::time::Duration::ZERO);
+        sort_and_merge(batch, inner.queue.max_request)
+    } else {
+        let merged = sort_and_merge(batch, inner.queue.max_request);
+        inner.stats.record(Stage::SortMerge, taken.elapsed());
+        merged
+    };
     inner.stats.batches.fetch_add(1, Ordering::Relaxed);
     inner
         .stats
         .merged_requests
         .fetch_add((n - merged.len()) as u64, Ordering::Relaxed);
     if merged.len() == 1 {
+        let mut done = taken;
         for m in merged {
-            run_merged(inner, m).await;
+            done = run_merged(inner, m).await;
         }
+        done
     } else {
         let futs: Vec<_> = merged.into_iter().map(|m| run_merged(inner, m)).collect();
-        super::join::join_all(futs).await;
+        super::join::join_all(futs)
+            .await
+            .into_iter()
+            .max()
+            .unwrap_or(taken)
     }
 }
 
-async fn run_merged(inner: &Inner, m: Merged) {
+/// Serves one merged request and answers its parts; returns when it finished.
+async fn run_merged(inner: &Inner, m: Merged) -> Instant {
     if m.write {
         let bufs: Vec<Bytes> = m.parts.iter().filter_map(|p| p.data.clone()).collect();
-        let r = inner.write_range(m.offset, m.len, &bufs, m.fua).await;
+        let (r, done) = inner.write_range(m.offset, m.len, &bufs, m.fua).await;
         for p in m.parts {
             let _ = p.reply.send(match &r {
                 Ok(()) => Ok(Bytes::new()),
                 Err(e) => Err(BackendError::Failed(e.clone())),
             });
         }
+        done
     } else {
-        let r = inner.read_range(m.offset, m.len).await;
+        let (r, done) = inner.read_range(m.offset, m.len).await;
         for p in m.parts {
             let _ = p.reply.send(match &r {
                 Ok(b) => {
@@ -280,6 +299,7 @@ async fn run_merged(inner: &Inner, m: Merged) {
                 Err(e) => Err(BackendError::Failed(e.clone())),
             });
         }
+        done
     }
 }
 

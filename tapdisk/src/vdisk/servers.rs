@@ -134,16 +134,29 @@ impl Servers {
 
     /// WRITE of the concatenation of `bufs` at `lba` of LUN `t`.
     pub async fn write(&self, t: u32, lba: u64, bufs: Vec<Bytes>, fua: bool) -> Result<(), String> {
+        self.write_from(t, lba, bufs, fua, Instant::now()).await.0
+    }
+
+    /// [`Servers::write`] sent at `start` (its round trip is timed from there); also returns
+    /// when it completed.
+    pub async fn write_from(
+        &self,
+        t: u32,
+        lba: u64,
+        bufs: Vec<Bytes>,
+        fua: bool,
+        start: Instant,
+    ) -> (Result<(), String>, Instant) {
         let l = &self.luns[t as usize];
         let s = &self.stats.servers[t as usize];
         let len: usize = bufs.iter().map(Bytes::len).sum();
-        let start = Instant::now();
         let r = self.sessions[l.session]
             .write_segments(l.lun, lba, &bufs, fua)
             .await;
-        s.round_trip.record(start.elapsed());
+        let done = Instant::now();
+        s.round_trip.record(done.saturating_duration_since(start));
         s.writes.fetch_add(1, Ordering::Relaxed);
-        match r {
+        let r = match r {
             Ok(()) => {
                 s.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
                 l.dirty.store(true, Ordering::Release);
@@ -159,20 +172,30 @@ impl Servers {
                     &e,
                 ))
             }
-        }
+        };
+        (r, done)
     }
 
-    /// READ of `len` bytes at `lba` of LUN `t`.
-    pub async fn read(&self, t: u32, lba: u64, len: u64) -> Result<Bytes, String> {
+    /// READ of `len` bytes at `lba` of LUN `t`, sent at `start` (its round trip is timed from
+    /// there); also returns when it completed.
+    pub async fn read_from(
+        &self,
+        t: u32,
+        lba: u64,
+        len: u64,
+        start: Instant,
+    ) -> (Result<Bytes, String>, Instant) {
         let l = &self.luns[t as usize];
         let s = &self.stats.servers[t as usize];
-        let blocks = u32::try_from(len / l.block_size as u64)
-            .map_err(|_| format!("server {} read of {len} bytes is too long", l.name))?;
-        let start = Instant::now();
+        let Ok(blocks) = u32::try_from(len / l.block_size as u64) else {
+            let e = format!("server {} read of {len} bytes is too long", l.name);
+            return (Err(e), start);
+        };
         let r = self.sessions[l.session].read(l.lun, lba, blocks).await;
-        s.round_trip.record(start.elapsed());
+        let done = Instant::now();
+        s.round_trip.record(done.saturating_duration_since(start));
         s.reads.fetch_add(1, Ordering::Relaxed);
-        match r {
+        let r = match r {
             Ok(b) => {
                 s.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
                 Ok(b)
@@ -181,7 +204,8 @@ impl Servers {
                 s.errors.fetch_add(1, Ordering::Relaxed);
                 Err(failure(&l.name, l.lun, lba, "READ", &e))
             }
-        }
+        };
+        (r, done)
     }
 
     /// UNMAP of `len` bytes at `lba`. A target without UNMAP support is not an error (trim is a
