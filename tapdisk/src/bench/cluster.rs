@@ -88,11 +88,13 @@ pub struct ProcessCluster {
 /// How long a started server gets to open its port.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `pvd tapdisk --threads` of the demo's disks: with two, the pieces of one striped request are
-/// sent to their servers at the same time, and a busy core (a build beside the benchmark) no
-/// longer stalls every stage of every request (512 KiB QD1 writes under load: 1 server 0.54-0.76x
-/// -> 0.87-0.92x, 2 servers 0.84-1.43x -> 1.49-1.65x of the physical disk; same on an idle machine).
-const TAPDISK_THREADS: usize = 2;
+/// `pvd tapdisk --threads` of the demo's disks. A connection's requests, the queue and the
+/// iSCSI sessions then share one thread: no wake-up crosses threads (each costs 20-25 us on a
+/// 2-vCPU machine), and the pieces of a striped request still go out together (alternated
+/// runs of 6, QD1 writes: 4K latency virtual - physical +61..+90 us, median +76, against
+/// +78..+147 us, median +101, with two threads; 512K on 2 servers 1.82-1.88x against
+/// 1.74-1.86x of the physical disk).
+const TAPDISK_THREADS: usize = 1;
 
 impl ProcessCluster {
     /// `pvd`: the binary to run (normally `std::env::current_exe()`).
