@@ -142,8 +142,27 @@ impl TargetArgs {
     }
 }
 
+/// Data buffers up to this size come from the allocator's heap instead of fresh mappings.
+const HEAP_BUFFER_MAX: usize = 4 << 20;
+/// Free heap memory the process keeps before giving any back to the kernel.
+const HEAP_KEEP: usize = 64 << 20;
+
+/// Keeps I/O buffers (data-in read by I/O threads, data-out collected by the reader) in the
+/// process once freed. With glibc's default, adaptive thresholds every 128 KiB buffer tends to
+/// come from fresh pages, and faulting them in cost more than the copy into them (QD32 128 KiB
+/// reads: ~10 page faults per command).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters, under the allocator's own lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_BUFFER_MAX as libc::c_int);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, HEAP_KEEP as libc::c_int);
+    }
+}
+
 /// Runs `pvd target` until SIGTERM/SIGINT (builds its own tokio runtime).
 pub fn run(args: TargetArgs) -> anyhow::Result<()> {
+    tune_allocator();
     let workers = args.workers;
     let blocking = args.io_threads.max(1);
     let mut b = if workers <= 1 {

@@ -270,6 +270,9 @@ async fn full_feature(
         discovery,
     };
     let exit = conn.run(&mut reader, &kill).instrument(span.clone()).await;
+    // Nothing reads any more: answers still to come are sent by whoever finishes them.
+    shared.out.reader_busy(false);
+    shared.out.flush();
     span.in_scope(|| match &exit {
         Exit::Error(why) => tracing::info!(%why, "session dropped"),
         other => tracing::debug!(exit = ?other, "session ends"),
@@ -326,6 +329,7 @@ impl Conn {
             };
             if !reader.has_pdu() {
                 // Out go the answers of everything read so far, in one write.
+                self.shared.out.reader_busy(false);
                 self.shared.out.flush();
             }
             tokio::select! {
@@ -334,6 +338,7 @@ impl Conn {
                 _ = stopped(&mut shutdown) => return Exit::Shutdown,
                 r = reader.next() => match r {
                     Ok(Some(pdu)) => {
+                        self.shared.out.reader_busy(true);
                         self.last_rx = Instant::now();
                         if let Some(exit) = self.dispatch(pdu).await {
                             return exit;
@@ -523,6 +528,7 @@ impl Conn {
         let waiting: Vec<u32> = self.writes.keys().copied().collect();
         self.shared.abort_where(|itt, _| waiting.contains(&itt));
         self.writes.clear();
+        self.shared.out.reader_busy(false);
         self.shared.out.flush();
         self.shared.wait_idle(DRAIN_TIMEOUT).await;
         self.shared.send(Pdu::LogoutResponse(LogoutResponse {

@@ -102,6 +102,16 @@ impl SessionShared {
     /// Finishes task `itt`: queues `pdus` unless the task was aborted meanwhile (for the
     /// reader task, which flushes before it waits for the socket).
     pub(crate) fn complete(&self, itt: u32, pdus: Vec<Pdu>) {
+        self.complete_with(itt, pdus, false);
+    }
+
+    /// [`SessionShared::complete`], then sends the answer (for command tasks and I/O threads;
+    /// see [`Outbox::send`]).
+    pub(crate) fn finish(&self, itt: u32, pdus: Vec<Pdu>) {
+        self.complete_with(itt, pdus, true);
+    }
+
+    fn complete_with(&self, itt: u32, pdus: Vec<Pdu>, send: bool) {
         let mut t = self.table();
         let Some(entry) = t.remove(&itt) else {
             return;
@@ -110,13 +120,9 @@ impl SessionShared {
         self.out.queue(pdus);
         drop(t);
         self.idle.notify_waiters();
-    }
-
-    /// [`SessionShared::complete`], then writes the answer from the calling thread (for
-    /// command tasks and I/O threads).
-    pub(crate) fn finish(&self, itt: u32, pdus: Vec<Pdu>) {
-        self.complete(itt, pdus);
-        self.out.flush();
+        if send {
+            self.out.send([]);
+        }
     }
 
     /// Aborts the tasks `which` selects; returns their tags.

@@ -1,20 +1,20 @@
 //! RFC 7143 sections 4.2.2 (StatSN, ExpCmdSN, MaxCmdSN) and 11.2 (PDU layout): the sending half
 //! of a full-feature-phase connection.
 //!
-//! Every PDU of a session goes through one [`Outbox`]: under its lock a PDU gets its sequence
-//! numbers and is encoded onto the end of one byte queue, so StatSN increases strictly in
-//! sending order whatever order commands finish in, a PDU's bytes are never interleaved with
-//! another's, and a command's Data-In precedes its response. Whoever holds the lock may write
-//! the queue's head to the socket without blocking: the thread that finished a command (an
-//! I/O thread included) sends its response itself, with no hand-off to another thread. When
-//! the socket would block, the bytes stay queued and the writer task ([`run_writer`]) waits
-//! for room and sends them. Headers, padding and digests are encoded into one buffer;
+//! Every PDU of a session goes through one [`Outbox`]: PDUs are handed over in order, then,
+//! under one lock, each gets its sequence numbers and is encoded onto the end of one byte
+//! queue, so StatSN increases strictly in sending order whatever order commands finish in, a
+//! PDU's bytes are never interleaved with another's, and a command's Data-In precedes its
+//! response. Whoever holds the lock writes the queue's head to the socket without blocking:
+//! the thread that finished a command (an I/O thread included) sends its response itself,
+//! with no hand-off to another thread. When the socket would block, the bytes stay queued and
+//! the writer task ([`run_writer`]) waits for room and sends them. Headers, padding and digests are encoded into one buffer;
 //! payloads are the `Bytes` the logical unit produced, never copied (small ones excepted).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -165,6 +165,8 @@ struct Queue {
     sock: Option<Arc<OwnedWriteHalf>>,
     /// The next StatSN to assign.
     stat_sn: u32,
+    /// PDUs taken from `incoming` (kept for its capacity).
+    taken: Vec<Pdu>,
     /// Whole buffers (big payloads, and header runs cut before them).
     chunks: VecDeque<Bytes>,
     /// Bytes of `chunks[0]` already written.
@@ -297,9 +299,18 @@ impl Queue {
 
 /// The sending side of one connection, shared by the reader task, the command tasks, the I/O
 /// threads and the writer task.
+///
+/// Handing PDUs over ([`Outbox::queue`]) only appends them to `incoming`, a list no one holds
+/// for more than a copy. Writing ([`Outbox::flush`]) needs `queue`: its holder moves everything
+/// handed over so far into the byte queue, stamping each PDU, and writes. A thread that finds
+/// `queue` held does not wait: the holder looks at `incoming` again after letting go and sends
+/// what arrived meanwhile, so a thread that finished a command never waits for another's write.
 #[derive(Debug)]
 pub(crate) struct Outbox {
+    incoming: Mutex<Vec<Pdu>>,
     queue: Mutex<Queue>,
+    /// The reader task is handling PDUs and flushes before it next waits for the socket.
+    reader_busy: AtomicBool,
     window: Arc<CmdWindow>,
     digests: DigestConfig,
     /// Wakes the writer task: bytes are queued behind a full socket.
@@ -317,15 +328,18 @@ impl Outbox {
         stat_sn: u32,
     ) -> Outbox {
         Outbox {
+            incoming: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue {
                 sock: Some(Arc::new(sock)),
                 stat_sn,
+                taken: Vec::new(),
                 chunks: VecDeque::new(),
                 head_written: 0,
                 tail: BytesMut::with_capacity(HEADER_BUFFER),
                 writer_kicked: false,
                 failed: false,
             }),
+            reader_busy: AtomicBool::new(false),
             window,
             digests,
             kick: Notify::new(),
@@ -333,53 +347,102 @@ impl Outbox {
         }
     }
 
+    fn incoming(&self) -> MutexGuard<'_, Vec<Pdu>> {
+        self.incoming.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stamps and queues `pdus`, in order, without writing them (see [`Outbox::flush`]).
+    fn try_lock(&self) -> Option<MutexGuard<'_, Queue>> {
+        match self.queue.try_lock() {
+            Ok(q) => Some(q),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Hands `pdus` over to be sent, in this order, after everything handed over before; they
+    /// go out with the next [`Outbox::flush`] (by this thread or any other).
     pub(crate) fn queue(&self, pdus: impl IntoIterator<Item = Pdu>) {
-        let mut q = self.lock();
-        if q.failed {
-            return;
-        }
-        for mut pdu in pdus {
-            stamp(&mut pdu, &mut q.stat_sn, &self.window);
-            q.push(&pdu, self.digests);
-        }
+        self.incoming().extend(pdus);
     }
 
-    /// Writes what is queued as far as the socket takes it without blocking; the writer task
-    /// sends the rest.
+    /// Sends what was handed over, as far as the socket takes it without blocking (the writer
+    /// task sends the rest). Returns at once if another thread is writing: that one sends it.
     pub(crate) fn flush(&self) {
-        let mut q = self.lock();
-        if q.write_out() == Flushed::Blocked {
-            self.kick_writer(&mut q);
+        while !self.incoming().is_empty() {
+            let Some(mut q) = self.try_lock() else {
+                return;
+            };
+            self.pump(&mut q);
         }
     }
 
-    fn kick_writer(&self, q: &mut Queue) {
-        if !q.writer_kicked {
+    /// The reader task says it is handling PDUs (`true`), or is about to flush and wait for the
+    /// socket (`false`, then it flushes).
+    pub(crate) fn reader_busy(&self, busy: bool) {
+        self.reader_busy.store(busy, Ordering::Relaxed);
+        // Pairs with the fence in `send`: either the sender sees the reader idle, or the
+        // reader's next flush sees what the sender handed over.
+        fence(Ordering::SeqCst);
+    }
+
+    /// Hands `pdus` over and sends them: from this thread, unless the reader task is busy and
+    /// will flush them with its own answers in one write before it waits for the socket.
+    pub(crate) fn send(&self, pdus: impl IntoIterator<Item = Pdu>) {
+        self.queue(pdus);
+        fence(Ordering::SeqCst);
+        if !self.reader_busy.load(Ordering::Relaxed) {
+            self.flush();
+        }
+    }
+
+    /// Moves everything handed over into the byte queue, stamping each PDU in turn, and writes.
+    fn pump(&self, q: &mut Queue) -> Flushed {
+        let mut taken = std::mem::take(&mut q.taken);
+        std::mem::swap(&mut *self.incoming(), &mut taken);
+        for mut pdu in taken.drain(..) {
+            if !q.failed {
+                stamp(&mut pdu, &mut q.stat_sn, &self.window);
+                q.push(&pdu, self.digests);
+            }
+        }
+        q.taken = taken;
+        let r = q.write_out();
+        if r == Flushed::Blocked && !q.writer_kicked {
             q.writer_kicked = true;
             self.kick.notify_one();
         }
+        r
     }
 
-    /// Waits until everything queued so far is written; false if the connection failed or
-    /// `timeout` passed first.
+    /// [`Outbox::pump`] under a lock taken by waiting, then the look at `incoming` that other
+    /// threads count on from a holder.
+    fn pump_waiting(&self, after: impl FnOnce(&mut Queue, Flushed)) -> Flushed {
+        let r = {
+            let mut q = self.lock();
+            let r = self.pump(&mut q);
+            after(&mut q, r);
+            r
+        };
+        self.flush();
+        r
+    }
+
+    /// Waits until everything handed over so far is written; false if the connection failed
+    /// or `timeout` passed first.
     pub(crate) async fn drain(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            {
-                let mut q = self.lock();
-                match q.write_out() {
-                    Flushed::Empty => return true,
-                    Flushed::Failed => return false,
-                    Flushed::Blocked => self.kick_writer(&mut q),
-                }
+            match self.pump_waiting(|_, _| {}) {
+                Flushed::Empty => return true,
+                Flushed::Failed => return false,
+                Flushed::Blocked => {}
             }
             if tokio::time::timeout_at(deadline, drained).await.is_err() {
                 return false;
@@ -393,6 +456,7 @@ impl Outbox {
         let mut q = self.lock();
         q.fail();
         q.sock = None;
+        self.incoming().clear();
     }
 }
 
@@ -401,16 +465,11 @@ pub(crate) async fn run_writer(out: Arc<Outbox>) {
     loop {
         out.kick.notified().await;
         loop {
-            let sock = {
-                let mut q = out.lock();
-                match q.write_out() {
-                    Flushed::Blocked => q.sock.clone(),
-                    Flushed::Empty | Flushed::Failed => {
-                        q.writer_kicked = false;
-                        None
-                    }
-                }
-            };
+            let mut sock = None;
+            out.pump_waiting(|q, r| match r {
+                Flushed::Blocked => sock = q.sock.clone(),
+                Flushed::Empty | Flushed::Failed => q.writer_kicked = false,
+            });
             let Some(sock) = sock else {
                 out.drained.notify_waiters();
                 break;
