@@ -733,6 +733,112 @@ mod tests {
         assert_eq!(validate(&req(CommandType::READ, 0, 0, 512), &ro), Ok(()));
     }
 
+    fn wire(
+        command: CommandType,
+        cookie: u64,
+        offset: u64,
+        length: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.put_u32(super::super::wire::REQUEST_MAGIC);
+        out.put_u16(0);
+        out.put_u16(command.0);
+        out.put_u64(cookie);
+        out.put_u64(offset);
+        out.put_u32(length);
+        out.put_slice(payload);
+        out
+    }
+
+    #[test]
+    fn requests_and_write_payloads_are_cut_from_one_read() {
+        let l = limits();
+        let now = Instant::now();
+        let mut r = RequestReader::new();
+        r.buf
+            .extend_from_slice(&wire(CommandType::WRITE, 1, 0, 512, &[7u8; 512]));
+        r.buf
+            .extend_from_slice(&wire(CommandType::READ, 2, 512, 512, &[]));
+        r.buf
+            .extend_from_slice(&wire(CommandType::WRITE, 3, 1024, 1024, &[8u8; 100]));
+        let base = r.buf.as_ptr() as usize;
+        match r.next(&l, now).unwrap() {
+            Step::Run(
+                Operation::Write {
+                    offset: 0, data, ..
+                },
+                reply,
+            ) => {
+                assert_eq!(reply.cookie, 1);
+                assert_eq!(&data[..], &[7u8; 512][..]);
+                assert_eq!(
+                    data.as_ptr() as usize,
+                    base + REQUEST_LEN,
+                    "a slice, not a copy"
+                );
+            }
+            _ => panic!("expected the first WRITE"),
+        }
+        assert!(matches!(
+            r.next(&l, now).unwrap(),
+            Step::Run(
+                Operation::Read {
+                    offset: 512,
+                    len: 512
+                },
+                _
+            )
+        ));
+        // The third request's payload is not all there yet.
+        assert!(matches!(r.next(&l, now).unwrap(), Step::NeedMore));
+        assert!(r.buf.capacity() >= REQUEST_LEN + 1024);
+        r.buf.extend_from_slice(&[8u8; 924]);
+        match r.next(&l, now).unwrap() {
+            Step::Run(
+                Operation::Write {
+                    offset: 1024, data, ..
+                },
+                reply,
+            ) => {
+                assert_eq!(reply.cookie, 3);
+                assert_eq!(&data[..], &[8u8; 1024][..]);
+            }
+            _ => panic!("expected the second WRITE"),
+        }
+        assert!(matches!(r.next(&l, now).unwrap(), Step::NeedMore));
+        assert!(r.buf.is_empty());
+    }
+
+    #[test]
+    fn a_too_long_write_is_skipped_then_refused() {
+        let l = limits();
+        let now = Instant::now();
+        let mut r = RequestReader::new();
+        let len = l.max_request + 512;
+        r.buf
+            .extend_from_slice(&wire(CommandType::WRITE, 9, 0, len, &[1u8; 1000]));
+        assert!(matches!(r.next(&l, now).unwrap(), Step::NeedMore));
+        assert!(r.buf.is_empty(), "skipped bytes are dropped as they come");
+        r.buf.extend_from_slice(&vec![1u8; len as usize - 1000]);
+        r.buf
+            .extend_from_slice(&wire(CommandType::DISC, 10, 0, 0, &[]));
+        match r.next(&l, now).unwrap() {
+            Step::Answer(reply) => {
+                assert_eq!(reply.cookie, 9);
+                assert_eq!(reply.result, Err(Errno::EINVAL));
+            }
+            _ => panic!("expected the refusal"),
+        }
+        assert!(matches!(r.next(&l, now).unwrap(), Step::Disconnect));
+        r.buf
+            .extend_from_slice(&wire(CommandType::WRITE, 11, 0, u32::MAX, &[]));
+        assert!(matches!(
+            r.next(&l, now),
+            Err(TransmissionError::PayloadTooLarge { .. })
+        ));
+    }
+
     #[test]
     fn pieces_split() {
         let v: Vec<_> = pieces(100, 250, 100).collect();
