@@ -3,8 +3,9 @@
 //!
 //! Requests enter a shared queue. A request arriving while one of `dispatch_slots` is free takes
 //! everything queued (up to the queue depth) and dispatches it at once on its own task (the
-//! batch holds the request, so no task hop); a batch that frees a slot starts the next one
-//! on a task of its own. While every slot is busy, a write that continues
+//! batch holds the request, so no task hop; a request that finds nothing queued is served
+//! without entering the queue at all); a batch that frees a slot starts the next one on a task
+//! of its own. While every slot is busy, a write that continues
 //! a sequential stream (it starts near where a recent or queued request ends) waits, so the stream's
 //! writes accumulate; any other request is dispatched at once with whatever is queued (random
 //! I/O never waits for a slot). The batch that frees a slot takes what accumulated,
@@ -14,7 +15,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -82,9 +83,13 @@ impl QueueState {
 
     fn remember(&mut self, batch: &[Pending]) {
         for p in batch {
-            self.recent_ends[self.next_end] = p.offset + p.len;
-            self.next_end = (self.next_end + 1) % RECENT_ENDS;
+            self.remember_end(p.offset + p.len);
         }
+    }
+
+    fn remember_end(&mut self, end: u64) {
+        self.recent_ends[self.next_end] = end;
+        self.next_end = (self.next_end + 1) % RECENT_ENDS;
     }
 }
 
@@ -130,19 +135,33 @@ impl RequestQueue {
     }
 }
 
+/// Releases a slot and starts the next batch, if any is waiting, on a task of its own.
+fn release_slot(inner: &Arc<Inner>) {
+    let next = {
+        let mut st = inner.queue.lock();
+        st.running -= 1;
+        inner.queue.take_if_free(&mut st)
+    };
+    if let Some(batch) = next {
+        spawn_batch(inner.clone(), batch);
+    }
+}
+
 /// Releases the batch's slot (also when the batch's future is dropped) and starts the next batch.
 struct SlotGuard(Arc<Inner>);
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let next = {
-            let mut st = self.0.queue.lock();
-            st.running -= 1;
-            self.0.queue.take_if_free(&mut st)
-        };
-        if let Some(batch) = next {
-            spawn_batch(self.0.clone(), batch);
-        }
+        release_slot(&self.0);
+    }
+}
+
+/// [`SlotGuard`] of a batch served on the submitting request's task.
+struct InlineSlot<'a>(&'a Arc<Inner>);
+
+impl Drop for InlineSlot<'_> {
+    fn drop(&mut self) {
+        release_slot(self.0);
     }
 }
 
@@ -171,13 +190,27 @@ pub async fn submit(
     data: Option<Bytes>,
     fua: bool,
 ) -> BackendResult<Bytes> {
-    let (tx, rx) = oneshot::channel();
     let enqueued = Instant::now();
-    let batch = {
+    let queued = {
         let mut st = inner.queue.lock();
         // Only writes wait for a slot: merging them saves commands on every replica, while a
         // read stream is served best by pipelining.
         let sequential = data.is_some() && st.continues_stream(offset);
+        if st.pending.is_empty() && (st.running < inner.queue.dispatch_slots || !sequential) {
+            // The batch would be this request alone: serve it without queueing it.
+            st.running += 1;
+            st.remember_end(offset + len);
+            None
+        } else {
+            Some(sequential)
+        }
+    };
+    let Some(sequential) = queued else {
+        return serve_alone(inner, offset, len, data, fua, enqueued).await;
+    };
+    let (rx, batch) = {
+        let mut st = inner.queue.lock();
+        let (tx, rx) = oneshot::channel();
         st.pending.push(Pending {
             offset,
             len,
@@ -186,18 +219,19 @@ pub async fn submit(
             enqueued,
             reply: tx,
         });
-        match inner.queue.take_if_free(&mut st) {
+        let batch = match inner.queue.take_if_free(&mut st) {
             Some(b) => Some(b),
             None if !sequential => Some(inner.queue.take(&mut st)),
             None => None,
-        }
+        };
+        (rx, batch)
     };
     if let Some(batch) = batch {
         // The batch holds this request, so this task waits for all of it anyway: serve it
         // here rather than on a task of its own (no hop, no spawn).
-        let guard = SlotGuard(inner.clone());
+        let slot = InlineSlot(inner);
         let done = run_batch(inner, batch, enqueued).await;
-        drop(guard);
+        drop(slot);
         let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
         inner.stats.record(Stage::Backend, done - enqueued);
         return r;
@@ -205,6 +239,34 @@ pub async fn submit(
     let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
     inner.stats.record(Stage::Backend, enqueued.elapsed());
     r
+}
+
+/// Serves a request that holds a slot and found nothing queued: a batch of one, without the
+/// queue's bookkeeping (no channel, no batch lists).
+async fn serve_alone(
+    inner: &Arc<Inner>,
+    offset: u64,
+    len: u64,
+    data: Option<Bytes>,
+    fua: bool,
+    enqueued: Instant,
+) -> BackendResult<Bytes> {
+    let slot = InlineSlot(inner);
+    inner.stats.record(Stage::QueueWait, Duration::ZERO);
+    inner.stats.record(Stage::SortMerge, Duration::ZERO);
+    inner.stats.batches.fetch_add(1, Ordering::Relaxed);
+    let (r, done) = match data {
+        Some(d) => {
+            let (r, done) = inner
+                .write_range(offset, len, std::slice::from_ref(&d), fua)
+                .await;
+            (r.map(|()| Bytes::new()), done)
+        }
+        None => inner.read_range(offset, len).await,
+    };
+    drop(slot);
+    inner.stats.record(Stage::Backend, done - enqueued);
+    r.map_err(BackendError::Failed)
 }
 
 /// Sorts by offset and merges adjacent requests of one direction (and FUA flag) up to `max`.
@@ -246,9 +308,7 @@ async fn run_batch(inner: &Arc<Inner>, batch: Vec<Pending>, taken: Instant) -> I
     let n = batch.len();
     let merged = if n == 1 {
         // Nothing to sort or merge (and no clock to read for it).
-        inner
-            .stats
-            .record(Stage::SortMerge, std::time::Duration::ZERO);
+        inner.stats.record(Stage::SortMerge, Duration::ZERO);
         sort_and_merge(batch, inner.queue.max_request)
     } else {
         let merged = sort_and_merge(batch, inner.queue.max_request);
