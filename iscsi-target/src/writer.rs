@@ -629,6 +629,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_busy_reader_sends_what_finished_meanwhile_with_its_own_answers() {
+        let (write, mut peer) = pair().await;
+        let window = Arc::new(CmdWindow::new(1, 8));
+        let out = Arc::new(Outbox::new(write, window, DigestConfig::NONE, 10));
+        // Reader idle: a finished command goes out from the finishing thread at once.
+        let t = out.clone();
+        std::thread::spawn(move || t.send(answer(1)))
+            .join()
+            .unwrap();
+        let got = read_pdus(&mut peer, DigestConfig::NONE, 1).await;
+        assert!(matches!(&got[0], Pdu::ScsiResponse(r) if r.itt == 1 && r.stat_sn == 10));
+        // Reader busy: the answer waits for the reader's flush, then both go out in order.
+        out.reader_busy(true);
+        let t = out.clone();
+        std::thread::spawn(move || t.send(answer(3)))
+            .join()
+            .unwrap();
+        assert!(
+            !out.incoming().is_empty(),
+            "sent although the reader flushes soon"
+        );
+        out.queue(answer(5));
+        out.reader_busy(false);
+        out.flush();
+        let got = read_pdus(&mut peer, DigestConfig::NONE, 2).await;
+        let seen: Vec<(u32, u32)> = got
+            .iter()
+            .map(|p| match p {
+                Pdu::ScsiResponse(r) => (r.itt, r.stat_sn),
+                other => panic!("unexpected {:?}", other.opcode()),
+            })
+            .collect();
+        assert_eq!(seen, [(3, 11), (5, 12)]);
+    }
+
+    #[tokio::test]
     async fn closed_outbox_discards_and_releases_the_socket() {
         let (write, mut peer) = pair().await;
         let window = Arc::new(CmdWindow::new(1, 8));
