@@ -7,9 +7,11 @@
 //! PDU's bytes are never interleaved with another's, and a command's Data-In precedes its
 //! response. Whoever holds the lock writes the queue's head to the socket without blocking:
 //! the thread that finished a command (an I/O thread included) sends its response itself,
-//! with no hand-off to another thread. When the socket would block, the bytes stay queued and
-//! the writer task ([`run_writer`]) waits for room and sends them. Headers, padding and digests are encoded into one buffer;
-//! payloads are the `Bytes` the logical unit produced, never copied (small ones excepted).
+//! with no hand-off to another thread; while the reader task is busy with received PDUs it
+//! takes those answers along with its own in one write instead. When the socket would block,
+//! the bytes stay queued and the writer task ([`run_writer`]) waits for room and sends them.
+//! Headers, padding and digests are encoded into one buffer; payloads are the `Bytes` the
+//! logical unit produced, never copied (small ones excepted).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
