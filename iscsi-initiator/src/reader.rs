@@ -10,7 +10,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use iscsi_proto::digest::{self, DigestConfig};
 use iscsi_proto::limits::{pad4, BHS_LEN, MAX_DATA_SEGMENT_HARD_CAP};
 use iscsi_proto::pdu::{
-    data_wire_len, AsyncEvent, Bhs, DataIn, NopOut, Opcode, Pdu, R2t, ScsiResponse, RESERVED_TAG,
+    data_wire_len, AsyncEvent, Bhs, DataIn, NopOut, Opcode, Pdu, R2t, ScsiResponse, ScsiStatus,
+    RESERVED_TAG,
 };
 use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::tcp::OwnedReadHalf;
@@ -160,9 +161,7 @@ async fn data_in(
     let trailer = data_wire_len(dlen, digests) - dlen;
     let taken = {
         let mut st = inner.lock();
-        if st.update_window(din.exp_cmd_sn, din.max_cmd_sn) && st.waiters > 0 {
-            inner.window.notify_waiters();
-        }
+        inner.window_from(&mut st, din.exp_cmd_sn, din.max_cmd_sn);
         match st.tasks.get_mut(&din.itt) {
             Some(t) if t.generation == generation => match &mut t.kind {
                 TaskKind::Scsi { request, read_buf } => {
@@ -188,13 +187,7 @@ async fn data_in(
                 }
             };
             if let Some(mut t) = task {
-                t.complete(Ok(Reply::Scsi(ScsiOutcome {
-                    response: 0,
-                    status,
-                    sense: Bytes::new(),
-                    data: Bytes::new(),
-                    underflow: din.underflow.then_some(din.residual_count),
-                })));
+                t.complete(data_in_outcome(&din, status, Bytes::new()));
             }
         }
         return Ok(());
@@ -247,13 +240,7 @@ async fn data_in(
         inner.saw_stat_sn(din.stat_sn);
         if let Some(mut t) = st.tasks.remove(&din.itt) {
             drop(st);
-            t.complete(Ok(Reply::Scsi(ScsiOutcome {
-                response: 0,
-                status,
-                sense: Bytes::new(),
-                data: rb.freeze(),
-                underflow: din.underflow.then_some(din.residual_count),
-            })));
+            t.complete(data_in_outcome(&din, status, rb.freeze()));
         }
     } else if let Some(t) = st.tasks.get_mut(&din.itt) {
         if let TaskKind::Scsi { read_buf, .. } = &mut t.kind {
@@ -263,15 +250,25 @@ async fn data_in(
     Ok(())
 }
 
+/// The completion of a task whose status came on its final Data-In (RFC 7143 section 11.7.4:
+/// response 0, no sense, a residual when the U bit is set).
+fn data_in_outcome(din: &DataIn, status: ScsiStatus, data: Bytes) -> Result<Reply> {
+    Ok(Reply::Scsi(ScsiOutcome {
+        response: 0,
+        status,
+        sense: Bytes::new(),
+        data,
+        underflow: din.underflow.then_some(din.residual_count),
+    }))
+}
+
 fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<()> {
     match pdu {
         Pdu::ScsiResponse(r) => scsi_response(inner, r),
         Pdu::R2t(r) => r2t(inner, generation, r, tx),
         Pdu::NopIn(n) => {
             let mut st = inner.lock();
-            if st.update_window(n.exp_cmd_sn, n.max_cmd_sn) && st.waiters > 0 {
-                inner.window.notify_waiters();
-            }
+            inner.window_from(&mut st, n.exp_cmd_sn, n.max_cmd_sn);
             if n.itt != RESERVED_TAG {
                 inner.saw_stat_sn(n.stat_sn);
                 if let Some(mut t) = st.tasks.remove(&n.itt) {
@@ -303,7 +300,7 @@ fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<(
         Pdu::TaskMgmtResponse(r) => {
             inner.saw_stat_sn(r.stat_sn);
             let mut st = inner.lock();
-            st.update_window(r.exp_cmd_sn, r.max_cmd_sn);
+            inner.window_from(&mut st, r.exp_cmd_sn, r.max_cmd_sn);
             if let Some(mut t) = st.tasks.remove(&r.itt) {
                 drop(st);
                 t.complete(Ok(Reply::Tmf(r.response)));
@@ -323,7 +320,7 @@ fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<(
             inner.saw_stat_sn(r.stat_sn);
             let itt = r.rejected_bhs().map(|b| b.itt());
             let mut st = inner.lock();
-            st.update_window(r.exp_cmd_sn, r.max_cmd_sn);
+            inner.window_from(&mut st, r.exp_cmd_sn, r.max_cmd_sn);
             if let Some(itt) = itt {
                 if let Some(mut t) = st.tasks.remove(&itt) {
                     drop(st);
@@ -337,7 +334,7 @@ fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<(
         }
         Pdu::AsyncMessage(m) => {
             inner.saw_stat_sn(m.stat_sn);
-            inner.lock().update_window(m.exp_cmd_sn, m.max_cmd_sn);
+            inner.window_from(&mut inner.lock(), m.exp_cmd_sn, m.max_cmd_sn);
             match m.event {
                 AsyncEvent::LOGOUT_REQUEST
                 | AsyncEvent::CONNECTION_DROP
@@ -362,9 +359,7 @@ fn handle(inner: &Arc<Inner>, generation: u64, pdu: Pdu, tx: &OutTx) -> Result<(
 fn scsi_response(inner: &Arc<Inner>, r: ScsiResponse) -> Result<()> {
     inner.saw_stat_sn(r.stat_sn);
     let mut st = inner.lock();
-    if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) && st.waiters > 0 {
-        inner.window.notify_waiters();
-    }
+    inner.window_from(&mut st, r.exp_cmd_sn, r.max_cmd_sn);
     let Some(mut t) = st.tasks.remove(&r.itt) else {
         return Ok(());
     };
@@ -388,9 +383,7 @@ fn scsi_response(inner: &Arc<Inner>, r: ScsiResponse) -> Result<()> {
 fn r2t(inner: &Arc<Inner>, generation: u64, r: R2t, tx: &OutTx) -> Result<()> {
     let (write, lun, max_dsl, max_burst) = {
         let mut st = inner.lock();
-        if st.update_window(r.exp_cmd_sn, r.max_cmd_sn) && st.waiters > 0 {
-            inner.window.notify_waiters();
-        }
+        inner.window_from(&mut st, r.exp_cmd_sn, r.max_cmd_sn);
         let limits = match &st.conn {
             Some(c) if c.generation == generation => c.limits,
             _ => return Ok(()),

@@ -131,6 +131,15 @@ impl State {
     }
 }
 
+/// One submitter counted in [`State::waiters`] while it waits for the window or a connection.
+struct Waiting<'a>(&'a Inner);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiters -= 1;
+    }
+}
+
 /// Shared by the handle and the connection tasks.
 pub(crate) struct Inner {
     pub config: SessionConfig,
@@ -149,6 +158,14 @@ pub(crate) struct Inner {
 impl Inner {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a received PDU's ExpCmdSN / MaxCmdSN into `st` and wakes the submitters waiting
+    /// for room when the window grew.
+    pub fn window_from(&self, st: &mut State, exp_cmd_sn: u32, max_cmd_sn: u32) {
+        if st.update_window(exp_cmd_sn, max_cmd_sn) && st.waiters > 0 {
+            self.window.notify_waiters();
+        }
     }
 
     /// Advances ExpStatSN from a status-carrying PDU.
@@ -486,6 +503,8 @@ impl Session {
                 st.waiters += 1;
                 st.down_since.map(|t| t + inner.config.replacement_timeout)
             };
+            // Counted out again however the wait ends, a dropped submitter included.
+            let waiting = Waiting(inner);
             let timed_out = match deadline {
                 Some(d) => tokio::time::timeout_at(d.into(), notified).await.is_err(),
                 None => {
@@ -493,9 +512,8 @@ impl Session {
                     false
                 }
             };
-            let mut st = inner.lock();
-            st.waiters -= 1;
-            if timed_out && st.conn.is_none() {
+            drop(waiting);
+            if timed_out && inner.lock().conn.is_none() {
                 return Err(IscsiError::ReplacementTimeout(
                     inner.config.replacement_timeout,
                 ));
