@@ -57,26 +57,7 @@ fn header_and_data_digests() {
         Some(Pdu::ScsiResponse(resp)) => assert!(resp.itt == itt && resp.status.0 == 0, "{resp:?}"),
         other => panic!("no response to WRITE: {other:?}"),
     }
-    let itt = r.scsi(
-        &[0x28, 0, 0, 0, 0, 16, 0, 0, 8, 0],
-        4096,
-        true,
-        false,
-        Bytes::new(),
-    );
-    let mut got = Vec::new();
-    loop {
-        match r.recv() {
-            Some(Pdu::DataIn(d)) if d.itt == itt => {
-                got.extend_from_slice(&d.data);
-                if d.status.is_some() {
-                    break;
-                }
-            }
-            Some(Pdu::ScsiResponse(resp)) if resp.itt == itt => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let got = r.read10(16, 8);
     assert_eq!(&got[..], &data[..]);
     // A PDU whose header digest is wrong ends the connection.
     let mut bytes = Pdu::NopOut(NopOut {
@@ -196,26 +177,7 @@ fn many_concurrent_sessions() {
                     }
                 }
                 for k in 0..8u32 {
-                    let at = (lba + k * 8).to_be_bytes();
-                    let itt = r.scsi(
-                        &[0x28, 0, at[0], at[1], at[2], at[3], 0, 0, 8, 0],
-                        4096,
-                        true,
-                        false,
-                        Bytes::new(),
-                    );
-                    let mut got = Vec::new();
-                    loop {
-                        match r.recv() {
-                            Some(Pdu::DataIn(d)) if d.itt == itt => {
-                                got.extend_from_slice(&d.data);
-                                if d.status.is_some() {
-                                    break;
-                                }
-                            }
-                            other => panic!("unexpected {other:?}"),
-                        }
-                    }
+                    let got = r.read10(lba + k * 8, 8);
                     assert!(
                         got.iter().all(|&b| b == (n * 8 + k) as u8),
                         "session {n} block {k}"

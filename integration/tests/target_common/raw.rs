@@ -149,6 +149,31 @@ impl Raw {
         itt
     }
 
+    /// READ(10) of `blocks` 512-byte blocks at `lba`: the Data-In payloads in order, after
+    /// GOOD status (on the last Data-In or in a SCSI Response).
+    pub fn read10(&mut self, lba: u32, blocks: u16) -> Vec<u8> {
+        let (at, n) = (lba.to_be_bytes(), blocks.to_be_bytes());
+        let cdb = [0x28, 0, at[0], at[1], at[2], at[3], 0, n[0], n[1], 0];
+        let itt = self.scsi(&cdb, u32::from(blocks) * 512, true, false, Bytes::new());
+        let mut got = Vec::new();
+        loop {
+            match self.recv() {
+                Some(Pdu::DataIn(d)) if d.itt == itt => {
+                    got.extend_from_slice(&d.data);
+                    if let Some(status) = d.status {
+                        assert_eq!(status.0, 0, "READ at {lba}");
+                        return got;
+                    }
+                }
+                Some(Pdu::ScsiResponse(r)) if r.itt == itt => {
+                    assert_eq!(r.status.0, 0, "READ at {lba}");
+                    return got;
+                }
+                other => panic!("unexpected {other:?} while reading at {lba}"),
+            }
+        }
+    }
+
     /// INQUIRY answered with 36+ bytes of data and GOOD status.
     pub fn inquiry_works(&mut self) -> bool {
         let itt = self.scsi(&[0x12, 0, 0, 0, 96, 0], 96, true, false, Bytes::new());
