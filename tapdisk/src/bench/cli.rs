@@ -15,7 +15,7 @@ use super::runner::{run_bench, BenchPlan, ModeTarget};
 use super::service_time::{parse_disk_model, DiskEmulation, ServiceTimeModel, SpindleModel};
 use super::target_iscsi::IscsiLunTarget;
 use super::target_local::LocalFileTarget;
-use super::workload::{run_workload, AccessPattern, Op, WorkloadSpec};
+use super::workload::{run_workload, Op};
 use super::BenchError;
 
 /// Parses `4096`, `4K`, `512k`, `1M`, `2G` (binary units) into bytes.
@@ -344,16 +344,7 @@ fn measure_lun_qd1_writes(
 ) -> Result<Vec<(u32, f64)>, BenchError> {
     let mut out = Vec::new();
     for &bs in &plan.block_sizes {
-        let spec = WorkloadSpec {
-            op: Op::Write,
-            block_size: bs,
-            queue_depth: 1,
-            bytes: plan.bytes_per_point,
-            duration: plan.time_per_point,
-            pattern: AccessPattern::Sequential,
-            region: plan.region,
-        };
-        let m = run_workload(lun, &spec, &|_| {})?;
+        let m = run_workload(lun, &plan.spec(Op::Write, 1, bs), &|_| {})?;
         out.push((bs, m.mean_latency_us()));
     }
     Ok(out)

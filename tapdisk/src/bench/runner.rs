@@ -31,6 +31,19 @@ impl BenchPlan {
         (12..=20).map(|s| 1u32 << s).collect()
     }
 
+    /// The workload of one point of this plan.
+    pub fn spec(&self, op: Op, queue_depth: usize, block_size: u32) -> WorkloadSpec {
+        WorkloadSpec {
+            op,
+            block_size,
+            queue_depth,
+            bytes: self.bytes_per_point,
+            duration: self.time_per_point,
+            pattern: AccessPattern::Sequential,
+            region: self.region,
+        }
+    }
+
     fn points(&self) -> usize {
         self.block_sizes.len() * self.queue_depths.len() * self.ops.len()
     }
@@ -73,16 +86,7 @@ pub fn run_bench(
                         t.mode,
                         super::report::block_label(bs)
                     ));
-                    let spec = WorkloadSpec {
-                        op,
-                        block_size: bs,
-                        queue_depth: qd,
-                        bytes: plan.bytes_per_point,
-                        duration: plan.time_per_point,
-                        pattern: AccessPattern::Sequential,
-                        region: plan.region,
-                    };
-                    let m = run_workload(t.target, &spec, &|_| {})?;
+                    let m = run_workload(t.target, &plan.spec(op, qd, bs), &|_| {})?;
                     tracing::debug!(mode = %t.mode, %op, qd, bs, mb_per_s = m.mb_per_s(), ops = m.ops, "point");
                     report
                         .points
