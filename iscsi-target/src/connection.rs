@@ -59,6 +59,12 @@ const MAX_WRITE_BUFFER: u32 = MAX_TRANSFER_BYTES as u32 + (1 << 20);
 /// would make the target hold command window x MAX_WRITE_BUFFER bytes. A command that would
 /// exceed it gets TASK SET FULL (SAM-5 5.3.1), which initiators retry.
 const MAX_PENDING_WRITE_BYTES: u64 = 256 << 20;
+/// Most answer bytes one connection queues for an initiator that does not read them: beyond
+/// it the target reads no more PDUs until the initiator has taken some (else a peer sending
+/// commands or NOP-Out echoes without reading would make the target buffer without limit).
+const MAX_UNSENT_BYTES: usize = 256 << 20;
+/// How often a connection stalled on [`MAX_UNSENT_BYTES`] looks again.
+const UNSENT_RECHECK: Duration = Duration::from_secs(1);
 
 /// Why a connection ended badly.
 #[derive(Debug, Error)]
@@ -332,11 +338,14 @@ impl Conn {
                 self.shared.out.reader_busy(false);
                 self.shared.out.flush();
             }
+            let out = self.shared.out.clone();
+            let stalled = out.unsent() > MAX_UNSENT_BYTES;
             tokio::select! {
                 biased;
                 _ = kill.notified() => return Exit::Reinstated,
                 _ = stopped(&mut shutdown) => return Exit::Shutdown,
-                r = reader.next() => match r {
+                _ = out.drain(UNSENT_RECHECK), if stalled => {}
+                r = reader.next(), if !stalled => match r {
                     Ok(Some(pdu)) => {
                         self.shared.out.reader_busy(true);
                         self.last_rx = Instant::now();

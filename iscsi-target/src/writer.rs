@@ -175,6 +175,8 @@ struct Queue {
     head_written: usize,
     /// Headers (and small payloads) encoded after the last chunk.
     tail: BytesMut,
+    /// Bytes queued and not yet written.
+    unsent: usize,
     /// The writer task was told there is work that only it can do.
     writer_kicked: bool,
     /// A write failed or the connection was closed: everything is discarded from now on.
@@ -202,7 +204,9 @@ impl Queue {
         if self.tail.capacity() - self.tail.len() < 1024 {
             self.tail.reserve(HEADER_BUFFER);
         }
+        let before = self.tail.len();
         pdu.encode_header(digests, &mut self.tail);
+        self.unsent += self.tail.len() - before;
         let Some(data) = pdu.data().filter(|d| !d.is_empty()) else {
             return;
         };
@@ -216,10 +220,12 @@ impl Queue {
         }
         let (t, n) = trailer(data, digests);
         self.tail.extend_from_slice(&t[..n]);
+        self.unsent += data.len() + n;
     }
 
     /// Drops `n` written bytes off the front.
     fn consume(&mut self, mut n: usize) {
+        self.unsent -= n;
         while n > 0 {
             match self.chunks.front() {
                 Some(front) => {
@@ -249,6 +255,7 @@ impl Queue {
         self.chunks.clear();
         self.head_written = 0;
         self.tail.clear();
+        self.unsent = 0;
     }
 
     /// Writes from the front without blocking until the queue is empty or the socket is full.
@@ -338,6 +345,7 @@ impl Outbox {
                 chunks: VecDeque::new(),
                 head_written: 0,
                 tail: BytesMut::with_capacity(HEADER_BUFFER),
+                unsent: 0,
                 writer_kicked: false,
                 failed: false,
             }),
@@ -431,6 +439,11 @@ impl Outbox {
         };
         self.flush();
         r
+    }
+
+    /// Bytes encoded and waiting for the socket (PDUs handed over but not yet pumped aside).
+    pub(crate) fn unsent(&self) -> usize {
+        self.lock().unsent
     }
 
     /// Waits until everything handed over so far is written; false if the connection failed
@@ -664,6 +677,37 @@ mod tests {
             })
             .collect();
         assert_eq!(seen, [(3, 11), (5, 12)]);
+    }
+
+    #[test]
+    fn unsent_counts_every_queued_byte() {
+        let digests = DigestConfig {
+            header: true,
+            data: true,
+        };
+        let mut q = Queue {
+            sock: None,
+            stat_sn: 0,
+            taken: Vec::new(),
+            chunks: VecDeque::new(),
+            head_written: 0,
+            tail: BytesMut::new(),
+            unsent: 0,
+            writer_kicked: false,
+            failed: false,
+        };
+        let held = |q: &Queue| q.chunks.iter().map(Bytes::len).sum::<usize>() + q.tail.len();
+        for itt in 0..4 {
+            for pdu in answer(itt) {
+                q.push(&pdu, digests);
+            }
+        }
+        assert!(q.unsent > 2 * READ_LEN);
+        assert_eq!(q.unsent, held(&q));
+        q.consume(100);
+        assert_eq!(q.unsent, held(&q) - q.head_written);
+        q.fail();
+        assert_eq!(q.unsent, 0);
     }
 
     #[tokio::test]
