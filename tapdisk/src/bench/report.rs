@@ -103,6 +103,19 @@ pub struct OverheadSummary {
     pub lun_fit: Option<LinearFit>,
 }
 
+/// One row of the Table 3.1 fits.
+fn fit_line(label: &str, f: &LinearFit) -> String {
+    format!(
+        "  {:<24} X = {:8.1} us   Y = {:6.3} us/KiB   R^2 = {:.4}\n",
+        label, f.x_us, f.y_us_per_kib, f.r_squared
+    )
+}
+
+/// Rounds to a tenth first, so that float noise around zero prints as +0.0, not -0.0.
+fn tenth(d: f64) -> f64 {
+    (d * 10.0).round() / 10.0 + 0.0
+}
+
 /// Formats a block size as `4K`, `512K`, `1M`.
 pub fn block_label(bytes: u32) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
@@ -297,16 +310,8 @@ impl BenchReport {
         let mut out =
             String::from("per-request cost, QD1 writes: time = X + Y * size (thesis Table 3.1)\n");
         for (m, f) in &s.fits {
-            out.push_str(&format!(
-                "  {:<24} X = {:8.1} us   Y = {:6.3} us/KiB   R^2 = {:.4}\n",
-                self.mode_label(*m),
-                f.x_us,
-                f.y_us_per_kib,
-                f.r_squared
-            ));
+            out.push_str(&fit_line(&self.mode_label(*m), f));
         }
-        // Rounded first so that float noise around zero prints as +0.0, not -0.0.
-        let tenth = |d: f64| (d * 10.0).round() / 10.0 + 0.0;
         for (m, d) in &s.constant_cost_delta_us {
             out.push_str(&format!("  X_{} - X_physical = {:+.1} us\n", m, tenth(*d)));
         }
@@ -328,11 +333,7 @@ impl BenchReport {
             return String::new();
         };
         let fit_of = |mode| s.fits.iter().find(|(m, _)| *m == mode).map(|(_, f)| *f);
-        let tenth = |d: f64| (d * 10.0).round() / 10.0 + 0.0;
-        let mut out = format!(
-            "  {:<24} X = {:8.1} us   Y = {:6.3} us/KiB   R^2 = {:.4}\n",
-            "server LUN over iSCSI", lun.x_us, lun.y_us_per_kib, lun.r_squared
-        );
+        let mut out = fit_line("server LUN over iSCSI", &lun);
         if let Some(p) = fit_of(Mode::Physical) {
             out.push_str(&format!(
                 "  transport (initiator, TCP, target): X_lun - X_physical = {:+.1} us\n",
