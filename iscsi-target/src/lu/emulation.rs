@@ -81,7 +81,6 @@ impl DiskEmulation {
     }
 }
 
-/// The emulated spindle: commands are served one after another.
 /// One emulated spindle: commands are served one after another, each taking
 /// [`DiskEmulation::service_time`]. Shared by the target's logical units and by `pvd bench`'s local
 /// "physical disk" baseline, so both sides of a comparison pay exactly the same model.

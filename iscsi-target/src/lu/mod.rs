@@ -399,24 +399,20 @@ impl LogicalUnit {
         let Ok(parsed) = Cdb::parse(cdb) else {
             return Start::Execute;
         };
-        let write_guard = match &parsed {
-            Cdb::Read { .. } => None,
-            Cdb::Write { .. } => match self.write_order.clone().try_read_owned() {
-                Ok(g) => Some(g),
-                Err(_) => return Start::Execute,
-            },
-            _ => return Start::Execute,
+        let admit = |len: u8, range: &BlockRange| {
+            self.admit(nexus, &parsed, data_out.len())
+                .and_then(|()| self.check_rw(len, range, MAX_TRANSFER_BYTES))
         };
-        if let Err(f) = self.admit(nexus, &parsed, data_out.len()) {
-            return Start::Done(self.outcome(Err(f)));
-        }
-        let access = match (parsed, write_guard) {
-            (Cdb::Read { len, range }, _) => match self.check_rw(len, &range, MAX_TRANSFER_BYTES) {
+        let access = match &parsed {
+            Cdb::Read { len, range } => match admit(*len, range) {
                 Ok(()) => self.read_access(range.lba, range.blocks),
                 Err(f) => Access::Done(Err(f)),
             },
-            (Cdb::Write { len, range }, Some(guard)) => {
-                match self.check_rw(len, &range, MAX_TRANSFER_BYTES) {
+            Cdb::Write { len, range } => {
+                let Ok(guard) = self.write_order.clone().try_read_owned() else {
+                    return Start::Execute;
+                };
+                match admit(*len, range) {
                     Ok(()) => {
                         let n = (range.blocks as u64 * self.cfg.block_size as u64) as usize;
                         self.write_access(range.lba, data_out.slice(..n), range.fua, guard)
