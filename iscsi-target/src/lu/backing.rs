@@ -9,6 +9,8 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use bytes::BytesMut;
+
 /// Size of the zero buffer used when holes cannot be punched.
 const ZERO_CHUNK: usize = 1 << 20;
 
@@ -48,38 +50,77 @@ impl Backing {
         })
     }
 
-    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+    /// Appends the `len` bytes at `offset` to `buf`, read straight into its spare capacity
+    /// (no zero-filling first).
+    pub(crate) fn read_at(&self, buf: &mut BytesMut, len: usize, offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < len {
+            match self.read_append(buf, len - done, offset + done as u64, false) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
-    /// Reads what the page cache already holds at `offset` without blocking
-    /// (preadv2 with RWF_NOWAIT); returns the number of bytes read, possibly short or zero.
-    /// Kernels or files without RWF_NOWAIT support read nothing here.
-    pub(crate) fn read_cached(&self, buf: &mut [u8], offset: u64) -> usize {
+    /// Appends to `buf` what the page cache already holds of the `len` bytes at `offset`,
+    /// without blocking (preadv2 with RWF_NOWAIT); returns the number of bytes read, possibly
+    /// short or zero. Kernels or files without RWF_NOWAIT support read nothing here.
+    pub(crate) fn read_cached(&self, buf: &mut BytesMut, len: usize, offset: u64) -> usize {
         let mut done = 0;
-        while done < buf.len() {
-            let rest = &mut buf[done..];
-            let iov = libc::iovec {
-                iov_base: rest.as_mut_ptr().cast(),
-                iov_len: rest.len(),
-            };
-            // SAFETY: one iovec over a live, exclusively borrowed buffer; positioned read on a
-            // descriptor we own.
-            let n = unsafe {
+        while done < len {
+            match self.read_append(buf, len - done, offset + done as u64, true) {
+                Ok(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
+        done
+    }
+
+    /// One positioned read of at most `len` bytes at `offset`, appended to `buf`; with
+    /// `nowait`, only from the page cache (preadv2 RWF_NOWAIT).
+    fn read_append(
+        &self,
+        buf: &mut BytesMut,
+        len: usize,
+        offset: u64,
+        nowait: bool,
+    ) -> io::Result<usize> {
+        buf.reserve(len);
+        let spare = &mut buf.spare_capacity_mut()[..len];
+        let iov = libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare.len(),
+        };
+        // SAFETY: one iovec over the buffer's spare capacity, which nothing else references
+        // while `buf` is exclusively borrowed; positioned read on a descriptor we own.
+        let n = unsafe {
+            if nowait {
                 libc::preadv2(
                     self.file.as_raw_fd(),
                     &iov,
                     1,
-                    (offset + done as u64) as libc::off_t,
+                    offset as libc::off_t,
                     libc::RWF_NOWAIT,
                 )
-            };
-            if n <= 0 {
-                break;
+            } else {
+                libc::pread(
+                    self.file.as_raw_fd(),
+                    iov.iov_base,
+                    iov.iov_len,
+                    offset as libc::off_t,
+                )
             }
-            done += n as usize;
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
         }
-        done
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first `n` (at most `len`) spare bytes.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
     }
 
     /// Writes `buf` at `offset`; with `fua`, the data is durable on return.

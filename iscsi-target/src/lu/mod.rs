@@ -734,24 +734,25 @@ impl LogicalUnit {
         if len == 0 {
             return Access::Done(Ok(Bytes::new()));
         }
+        let len = len as usize;
         // Allocated by the thread that also frees it once written, where possible.
         let mut buf = None;
-        let mut cached = 0;
         if self.cfg.engine == IoEngine::Adaptive
             && self.spindle.is_none()
-            && len <= INLINE_READ_MAX_BYTES
+            && len as u64 <= INLINE_READ_MAX_BYTES
         {
-            let b = buf.insert(BytesMut::zeroed(len as usize));
-            cached = self.backing.read_cached(b, lba * bs);
-            if cached == b.len() {
+            let b = buf.insert(BytesMut::with_capacity(len));
+            self.backing.read_cached(b, len, lba * bs);
+            if b.len() == len {
                 return Access::Done(Ok(b.split().freeze()));
             }
         }
-        let deadline = self.book(len);
+        let deadline = self.book(len as u64);
         let lun = self.cfg.lun;
         self.access(move |b| {
-            let mut buf = buf.unwrap_or_else(|| BytesMut::zeroed(len as usize));
-            let r = b.read_at(&mut buf[cached..], lba * bs + cached as u64);
+            let mut buf = buf.unwrap_or_else(|| BytesMut::with_capacity(len));
+            let cached = buf.len();
+            let r = b.read_at(&mut buf, len - cached, lba * bs + cached as u64);
             wait_until(deadline);
             r.map_err(|e| read_error(lun, lba, e))?;
             Ok(buf.freeze())
