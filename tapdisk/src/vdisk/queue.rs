@@ -2,10 +2,10 @@
 //! merging of adjacent requests, a large maximum request size).
 //!
 //! Requests enter a shared queue. A request arriving while one of `dispatch_slots` is free takes
-//! everything queued (up to the queue depth) and dispatches it at once on its own task (the
-//! batch holds the request, so no task hop; a request that finds nothing queued is served
-//! without entering the queue at all); a batch that frees a slot starts the next one on a task
-//! of its own. While every slot is busy, a write that continues
+//! everything queued (up to the queue depth) and dispatches it at once on a task of its own (a
+//! request alone in its batch is served on its own task, no hop; a request that finds nothing
+//! queued is served without entering the queue at all); a batch that frees a slot starts the
+//! next one on a task of its own. While every slot is busy, a write that continues
 //! a sequential stream (it starts near where a recent or queued request ends) waits, so the stream's
 //! writes accumulate; any other request is dispatched at once with whatever is queued (random
 //! I/O never waits for a slot). The batch that frees a slot takes what accumulated,
@@ -208,7 +208,7 @@ pub async fn submit(
     let Some(sequential) = queued else {
         return serve_alone(inner, offset, len, data, fua, enqueued).await;
     };
-    let (rx, batch) = {
+    let (rx, batch, alone) = {
         let mut st = inner.queue.lock();
         let (tx, rx) = oneshot::channel();
         st.pending.push(Pending {
@@ -219,16 +219,25 @@ pub async fn submit(
             enqueued,
             reply: tx,
         });
+        let alone = st.pending.len() == 1;
         let batch = match inner.queue.take_if_free(&mut st) {
             Some(b) => Some(b),
             None if !sequential => Some(inner.queue.take(&mut st)),
             None => None,
         };
-        (rx, batch)
+        (rx, batch, alone)
     };
     if let Some(batch) = batch {
-        // The batch holds this request, so this task waits for all of it anyway: serve it
-        // here rather than on a task of its own (no hop, no spawn).
+        if !alone {
+            // Other requests' work runs on a task of its own: their progress must not depend
+            // on this request's caller polling it (a connection blocked writing replies to a
+            // client that stopped reading them) nor end with it (a caller dropping it).
+            spawn_batch(inner.clone(), batch);
+            let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
+            inner.stats.record(Stage::Backend, enqueued.elapsed());
+            return r;
+        }
+        // The batch is this request alone: serve it here (no hop, no spawn).
         let slot = InlineSlot(inner);
         let done = run_batch(inner, batch, enqueued).await;
         drop(slot);
