@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
@@ -320,6 +320,8 @@ pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     /// The reader task is handling PDUs and flushes before it next waits for the socket.
     reader_busy: AtomicBool,
+    /// `Queue::unsent` as of the last write attempt (read without taking the lock).
+    unsent: AtomicUsize,
     window: Arc<CmdWindow>,
     digests: DigestConfig,
     /// Wakes the writer task: bytes are queued behind a full socket.
@@ -350,6 +352,7 @@ impl Outbox {
                 failed: false,
             }),
             reader_busy: AtomicBool::new(false),
+            unsent: AtomicUsize::new(0),
             window,
             digests,
             kick: Notify::new(),
@@ -421,6 +424,7 @@ impl Outbox {
         }
         q.taken = taken;
         let r = q.write_out();
+        self.unsent.store(q.unsent, Ordering::Relaxed);
         if r == Flushed::Blocked && !q.writer_kicked {
             q.writer_kicked = true;
             self.kick.notify_one();
@@ -441,9 +445,10 @@ impl Outbox {
         r
     }
 
-    /// Bytes encoded and waiting for the socket (PDUs handed over but not yet pumped aside).
+    /// Bytes encoded and waiting for the socket after the last write attempt (PDUs handed
+    /// over but not yet encoded aside).
     pub(crate) fn unsent(&self) -> usize {
-        self.lock().unsent
+        self.unsent.load(Ordering::Relaxed)
     }
 
     /// Waits until everything handed over so far is written; false if the connection failed
@@ -471,6 +476,7 @@ impl Outbox {
         let mut q = self.lock();
         q.fail();
         q.sock = None;
+        self.unsent.store(0, Ordering::Relaxed);
         self.incoming().clear();
     }
 }
