@@ -187,10 +187,11 @@ pub async fn submit(
     inner: &Arc<Inner>,
     offset: u64,
     len: u64,
-    data: Option<Bytes>,
+    mut data: Option<Bytes>,
     fua: bool,
 ) -> BackendResult<Bytes> {
     let enqueued = Instant::now();
+    // One lock decides: served alone (`None`), or queued (and maybe a batch to serve).
     let queued = {
         let mut st = inner.queue.lock();
         // Only writes wait for a slot: merging them saves commands on every replica, while a
@@ -202,48 +203,42 @@ pub async fn submit(
             st.remember_end(offset + len);
             None
         } else {
-            Some(sequential)
+            let (tx, rx) = oneshot::channel();
+            st.pending.push(Pending {
+                offset,
+                len,
+                data: data.take(),
+                fua,
+                enqueued,
+                reply: tx,
+            });
+            let alone = st.pending.len() == 1;
+            let batch = match inner.queue.take_if_free(&mut st) {
+                Some(b) => Some(b),
+                None if !sequential => Some(inner.queue.take(&mut st)),
+                None => None,
+            };
+            Some((rx, batch, alone))
         }
     };
-    let Some(sequential) = queued else {
+    let Some((rx, batch, alone)) = queued else {
         return serve_alone(inner, offset, len, data, fua, enqueued).await;
     };
-    let (rx, batch, alone) = {
-        let mut st = inner.queue.lock();
-        let (tx, rx) = oneshot::channel();
-        st.pending.push(Pending {
-            offset,
-            len,
-            data,
-            fua,
-            enqueued,
-            reply: tx,
-        });
-        let alone = st.pending.len() == 1;
-        let batch = match inner.queue.take_if_free(&mut st) {
-            Some(b) => Some(b),
-            None if !sequential => Some(inner.queue.take(&mut st)),
-            None => None,
-        };
-        (rx, batch, alone)
-    };
-    if let Some(batch) = batch {
-        if !alone {
-            // Other requests' work runs on a task of its own: their progress must not depend
-            // on this request's caller polling it (a connection blocked writing replies to a
-            // client that stopped reading them) nor end with it (a caller dropping it).
-            spawn_batch(inner.clone(), batch);
+    match batch {
+        Some(batch) if alone => {
+            // The batch is this request alone: serve it here (no hop, no spawn).
+            let slot = InlineSlot(inner);
+            let done = run_batch(inner, batch, enqueued).await;
+            drop(slot);
             let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
-            inner.stats.record(Stage::Backend, enqueued.elapsed());
+            inner.stats.record(Stage::Backend, done - enqueued);
             return r;
         }
-        // The batch is this request alone: serve it here (no hop, no spawn).
-        let slot = InlineSlot(inner);
-        let done = run_batch(inner, batch, enqueued).await;
-        drop(slot);
-        let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
-        inner.stats.record(Stage::Backend, done - enqueued);
-        return r;
+        // Other requests' work runs on a task of its own: their progress must not depend on
+        // this request's caller polling it (a connection blocked writing replies to a client
+        // that stopped reading them) nor end with it (a caller dropping it).
+        Some(batch) => spawn_batch(inner.clone(), batch),
+        None => {}
     }
     let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
     inner.stats.record(Stage::Backend, enqueued.elapsed());
