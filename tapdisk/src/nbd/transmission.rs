@@ -8,11 +8,12 @@
 //! written by the same poll that saw its operation finish. At most `max_in_flight` requests
 //! of a connection are between "received" and "reply written" at any time (the socket is not
 //! read while that many are). When reading stops (NBD_CMD_DISC, EOF, a protocol error or
-//! server shutdown), in-flight operations still complete and their replies are sent.
+//! server shutdown), in-flight operations still complete and their replies are sent (after a
+//! shutdown, unless the client leaves a reply unread for `SHUTDOWN_WRITE_GRACE`).
 
 use std::io::IoSlice;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -40,6 +41,9 @@ const REPLY_BATCH_BYTES: usize = 256 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
 /// Spare room below which the read buffer grows before a socket read.
 const READ_SLACK: usize = 16 * 1024;
+/// After server shutdown, how long a reply write may wait for a client that does not read
+/// before the connection's remaining replies are dropped (so shutdown cannot hang on it).
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a connection's transmission phase ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -302,8 +306,14 @@ struct ReplyWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> ReplyWriter<W> {
-    /// Writes every reply of `batch` (in order, never interleaved) and empties it.
-    async fn write(&mut self, batch: &mut Vec<Reply>, completed: Instant) {
+    /// Writes every reply of `batch` (in order, never interleaved) and empties it. Once
+    /// `shutdown` turned true, a write stuck longer than [`SHUTDOWN_WRITE_GRACE`] gives up.
+    async fn write(
+        &mut self,
+        batch: &mut Vec<Reply>,
+        completed: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         if !self.broken {
             self.headers.clear();
             self.spans.clear();
@@ -321,11 +331,16 @@ impl<W: AsyncWrite + Unpin> ReplyWriter<W> {
                     }
                 }
             }
-            let written = async {
-                write_all_vectored(&mut self.w, &bufs).await?;
-                self.w.flush().await
-            }
-            .await;
+            let written = tokio::select! {
+                r = async {
+                    write_all_vectored(&mut self.w, &bufs).await?;
+                    self.w.flush().await
+                } => r,
+                _ = async {
+                    shutdown_signalled(shutdown).await;
+                    tokio::time::sleep(SHUTDOWN_WRITE_GRACE).await
+                } => Err(std::io::ErrorKind::TimedOut.into()),
+            };
             if let Err(e) = written {
                 tracing::debug!(error = %e, "NBD client stopped reading replies");
                 self.broken = true;
@@ -419,7 +434,7 @@ impl<B: BlockBackend> Connection<B> {
                 }
             }
             if !ready.is_empty() {
-                out.write(&mut ready, Instant::now()).await;
+                out.write(&mut ready, Instant::now(), &mut shutdown).await;
                 continue;
             }
             if !reading && inflight.is_empty() {
@@ -837,6 +852,43 @@ mod tests {
             r.next(&l, now),
             Err(TransmissionError::PayloadTooLarge { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_forever_for_a_client_that_stops_reading() {
+        use super::super::mem_backend::MemBackend;
+        use super::super::wire::TransmissionFlags;
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (r, w) = tokio::io::split(server);
+        let conn = Connection {
+            backend: Arc::new(MemBackend::new(1 << 20)),
+            negotiated: Negotiated {
+                structured_replies: false,
+                flags: TransmissionFlags(0),
+            },
+            limits: limits(),
+            max_in_flight: 4,
+            observer: None,
+            counters: Arc::new(ServerCounters::default()),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let serving = tokio::spawn(conn.run(r, w, stop_rx));
+        for cookie in 0..4 {
+            let req = wire(CommandType::READ, cookie, 0, 64 * 1024, &[]);
+            client.write_all(&req).await.unwrap();
+        }
+        // The replies fill the pipe; the client reads none of them.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!serving.is_finished());
+        stop_tx.send(true).unwrap();
+        let t = Instant::now();
+        tokio::time::timeout(SHUTDOWN_WRITE_GRACE * 6, serving)
+            .await
+            .expect("connection ended after shutdown")
+            .unwrap()
+            .unwrap();
+        assert!(t.elapsed() >= SHUTDOWN_WRITE_GRACE / 2);
+        drop(client);
     }
 
     #[test]
