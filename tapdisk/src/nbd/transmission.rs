@@ -5,7 +5,8 @@
 //! each fully before any I/O; a WRITE payload is a slice of the read buffer), starts the
 //! backend operations as futures of its own, and when some finish writes their replies with
 //! one vectored write: replies leave in completion order, never interleaved, and a reply is
-//! written by the same poll that saw its operation finish. At most `max_in_flight` requests
+//! written by the same poll that saw its operation finish (or, when it finished during a
+//! write, by the next one: operations are polled while replies are written). At most `max_in_flight` requests
 //! of a connection are between "received" and "reply written" at any time (the socket is not
 //! read while that many are). When reading stops (NBD_CMD_DISC, EOF, a protocol error or
 //! server shutdown), in-flight operations still complete and their replies are sent (after a
@@ -401,6 +402,8 @@ impl<B: BlockBackend> Connection<B> {
         let mut requests = RequestReader::new();
         let mut inflight = FuturesUnordered::new();
         let mut ready: Vec<Reply> = Vec::with_capacity(MAX_REPLY_BATCH);
+        // Operations that finished while `ready` was being written.
+        let mut finished: Vec<Reply> = Vec::with_capacity(MAX_REPLY_BATCH);
         let mut reading = true;
         let mut failure: Option<TransmissionError> = None;
         let mut received = Instant::now();
@@ -434,7 +437,20 @@ impl<B: BlockBackend> Connection<B> {
                 }
             }
             if !ready.is_empty() {
-                out.write(&mut ready, Instant::now(), &mut shutdown).await;
+                // The operations keep going while the replies are written: a client slow to
+                // read must not stall them (they may hold the backend's shared resources).
+                {
+                    let write = out.write(&mut ready, Instant::now(), &mut shutdown);
+                    tokio::pin!(write);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut write => break,
+                            Some(r) = inflight.next(), if !inflight.is_empty() => finished.push(r),
+                        }
+                    }
+                }
+                std::mem::swap(&mut ready, &mut finished);
                 continue;
             }
             if !reading && inflight.is_empty() {
