@@ -31,7 +31,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(stripes: u32, replicas: u32) -> Cluster {
+    /// `tapdisk_args`: extra `pvd tapdisk` options.
+    fn start(stripes: u32, replicas: u32, tapdisk_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mport = free_port();
         let master = format!("127.0.0.1:{mport}");
@@ -93,12 +94,12 @@ impl Cluster {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let tapdisk = Proc::spawn(
             "pvd tapdisk",
-            pvd().arg("tapdisk").arg("--map").arg(&map).args([
-                "--nbd",
-                &nbd.to_string(),
-                "--metrics",
-                &metrics.to_string(),
-            ]),
+            pvd()
+                .arg("tapdisk")
+                .arg("--map")
+                .arg(&map)
+                .args(["--nbd", &nbd.to_string(), "--metrics", &metrics.to_string()])
+                .args(tapdisk_args),
         );
         wait_for_port(nbd, Duration::from_secs(30));
         Cluster {
@@ -205,8 +206,8 @@ fn same_files(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn exercise(stripes: u32, replicas: u32) {
-    let c = Cluster::start(stripes, replicas);
+fn exercise(stripes: u32, replicas: u32, tapdisk_args: &[&str]) {
+    let c = Cluster::start(stripes, replicas, tapdisk_args);
     let uri = c.uri();
 
     // fio: random writes of mixed sizes, verified with crc32c.
@@ -319,22 +320,24 @@ fn exercise(stripes: u32, replicas: u32) {
 
 #[test]
 fn stripes1_replicas1() {
-    exercise(1, 1);
+    exercise(1, 1, &[]);
 }
 
 #[test]
 fn stripes2_replicas1() {
-    exercise(2, 1);
+    exercise(2, 1, &[]);
 }
 
 #[test]
 fn stripes1_replicas2() {
-    exercise(1, 2);
+    exercise(1, 2, &[]);
 }
 
 #[test]
 fn stripes2_replicas2() {
-    exercise(2, 2);
+    // This one polls its sockets (`--poll-us`): the same checks hold for a tapdisk whose
+    // thread never sleeps while requests come.
+    exercise(2, 2, &["--poll-us", "200"]);
 }
 
 fn http_get(addr: SocketAddr) -> String {
@@ -347,7 +350,7 @@ fn http_get(addr: SocketAddr) -> String {
 
 #[test]
 fn sequential_writes_at_depth_32_merge() {
-    let c = Cluster::start(1, 1);
+    let c = Cluster::start(1, 1, &[]);
     fio(&[
         "--name=seq",
         "--ioengine=nbd",
@@ -414,4 +417,16 @@ fn bad_invocations_fail_clearly() {
     assert!(err.contains("control socket"), "{err}");
     let help = run_ok(pvd().args(["tapdisk", "--help"]));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--queue-depth"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--poll-us"));
+    let out = pvd()
+        .args(["tapdisk", "--poll-us", "20000", "--map"])
+        .arg(dir.path().join("missing.map"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--poll-us 20000 is above 10000") && !err.contains("panicked"),
+        "{err}"
+    );
 }

@@ -96,6 +96,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// 1.74-1.86x of the physical disk).
 const TAPDISK_THREADS: usize = 1;
 
+/// `pvd tapdisk --poll-us` of the demo's disks: long enough to cover a 4 KiB request's trip
+/// to the server and the client's next request, so at queue depth 1 the tapdisk's thread
+/// does not sleep between them.
+const TAPDISK_POLL_US: u64 = 300;
+
 impl ProcessCluster {
     /// `pvd`: the binary to run (normally `std::env::current_exe()`).
     pub fn new(pvd: PathBuf, config: ClusterConfig) -> Self {
@@ -330,6 +335,8 @@ impl Cluster for ProcessCluster {
                 nbd.to_string(),
                 "--threads".into(),
                 TAPDISK_THREADS.to_string(),
+                "--poll-us".into(),
+                TAPDISK_POLL_US.to_string(),
             ],
         )?;
         self.wait_ready(&mut g, nbd)?;

@@ -22,6 +22,7 @@ use super::handshake::{negotiate, ExportInfo, HandshakeError};
 use super::observer::{RequestObserver, ServerCounters};
 use super::transmission::{shutdown_signalled, Connection, RequestLimits, TransmissionError};
 use super::wire::TransmissionFlags;
+use crate::busy_poll::BusyPoll;
 
 /// Default number of requests one connection may have in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
@@ -71,6 +72,7 @@ pub struct NbdServer<B: BlockBackend> {
     config: Arc<NbdConfig>,
     observer: Option<Arc<dyn RequestObserver>>,
     counters: Arc<ServerCounters>,
+    busy_poll: Option<Arc<BusyPoll>>,
 }
 
 impl<B: BlockBackend> Clone for NbdServer<B> {
@@ -80,6 +82,7 @@ impl<B: BlockBackend> Clone for NbdServer<B> {
             config: self.config.clone(),
             observer: self.observer.clone(),
             counters: self.counters.clone(),
+            busy_poll: self.busy_poll.clone(),
         }
     }
 }
@@ -91,12 +94,19 @@ impl<B: BlockBackend> NbdServer<B> {
             config: Arc::new(config),
             observer: None,
             counters: Arc::new(ServerCounters::default()),
+            busy_poll: None,
         }
     }
 
     /// Reports every answered request's timestamps to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> NbdServer<B> {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Marks `poll` whenever a connection receives requests or sends replies.
+    pub fn with_busy_poll(mut self, poll: Arc<BusyPoll>) -> NbdServer<B> {
+        self.busy_poll = Some(poll);
         self
     }
 
@@ -199,6 +209,7 @@ impl<B: BlockBackend> NbdServer<B> {
             max_in_flight: self.config.max_in_flight.max(1),
             observer: self.observer.clone(),
             counters: self.counters.clone(),
+            busy_poll: self.busy_poll.clone(),
         }
     }
 

@@ -29,6 +29,7 @@ use super::wire::{
     encode_chunk_header, encode_simple_reply, BadRequestMagic, ChunkType, CommandFlags,
     CommandType, Errno, RequestHeader, CHUNK_FLAG_DONE, REQUEST_LEN,
 };
+use crate::busy_poll::BusyPoll;
 
 /// Largest WRITE payload above the maximum request size that is read and discarded to
 /// answer EINVAL and keep the stream in sync; larger ones close the connection.
@@ -150,6 +151,8 @@ pub(crate) struct Connection<B> {
     pub max_in_flight: usize,
     pub observer: Option<Arc<dyn RequestObserver>>,
     pub counters: Arc<ServerCounters>,
+    /// Told when requests arrive and replies leave.
+    pub busy_poll: Option<Arc<BusyPoll>>,
 }
 
 /// A request's identity and the outcome its reply carries.
@@ -440,6 +443,9 @@ impl<B: BlockBackend> Connection<B> {
                 // The operations keep going while the replies are written: a client slow to
                 // read must not stall them (they may hold the backend's shared resources).
                 {
+                    if let Some(p) = &self.busy_poll {
+                        p.mark();
+                    }
                     let write = out.write(&mut ready, Instant::now(), &mut shutdown);
                     tokio::pin!(write);
                     loop {
@@ -468,7 +474,12 @@ impl<B: BlockBackend> Connection<B> {
                         }
                         reading = false;
                     }
-                    Ok(_) => received = Instant::now(),
+                    Ok(_) => {
+                        received = Instant::now();
+                        if let Some(p) = &self.busy_poll {
+                            p.mark();
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => reading = false,
                     Err(e) => {
                         failure = Some(e.into());
@@ -886,6 +897,7 @@ mod tests {
             max_in_flight: 4,
             observer: None,
             counters: Arc::new(ServerCounters::default()),
+            busy_poll: None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let serving = tokio::spawn(conn.run(r, w, stop_rx));
