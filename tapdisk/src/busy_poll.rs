@@ -87,6 +87,9 @@ impl BusyPoll {
         }
         loop {
             if self.within_budget() {
+                // Give the CPU to any other thread that wants it (a server on this machine
+                // receiving what was just sent) before checking the sockets again.
+                std::thread::yield_now();
                 tokio::task::yield_now().await;
                 continue;
             }
