@@ -414,6 +414,9 @@ impl<B: BlockBackend> Connection<B> {
             while reading && inflight.len() + ready.len() < self.max_in_flight {
                 match requests.next(&self.limits, received) {
                     Ok(Step::Run(op, reply)) => {
+                        if let Some(p) = &self.busy_poll {
+                            p.mark_if_small(reply.length);
+                        }
                         inflight.push(serve_request(backend, op, max, reply))
                     }
                     Ok(Step::Answer(reply)) => ready.push(reply),
@@ -444,7 +447,7 @@ impl<B: BlockBackend> Connection<B> {
                 // read must not stall them (they may hold the backend's shared resources).
                 {
                     if let Some(p) = &self.busy_poll {
-                        p.mark();
+                        p.mark_if_small(ready.iter().map(|r| r.length).min().unwrap_or(0));
                     }
                     let write = out.write(&mut ready, Instant::now(), &mut shutdown);
                     tokio::pin!(write);
@@ -474,12 +477,7 @@ impl<B: BlockBackend> Connection<B> {
                         }
                         reading = false;
                     }
-                    Ok(_) => {
-                        received = Instant::now();
-                        if let Some(p) = &self.busy_poll {
-                            p.mark();
-                        }
-                    }
+                    Ok(_) => received = Instant::now(),
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => reading = false,
                     Err(e) => {
                         failure = Some(e.into());
