@@ -391,42 +391,39 @@ fn sequential_writes_at_depth_32_merge() {
     c.stop();
 }
 
+/// Runs `pvd` with `args`, expects it to fail without a panic, returns its stderr.
+fn fails(args: &[&std::ffi::OsStr]) -> String {
+    let out = pvd().args(args).output().unwrap();
+    assert!(!out.status.success(), "pvd {args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
 #[test]
 fn bad_invocations_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = pvd()
-        .args(["tapdisk", "--map"])
-        .arg(dir.path().join("missing.map"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("missing.map") && !err.contains("panicked"),
-        "{err}"
-    );
-    let out = pvd().args(["tapdisk", "--bogus"]).output().unwrap();
-    assert!(!out.status.success());
-    let out = pvd()
-        .args(["tapdisk", "stats", "--map"])
-        .arg(dir.path().join("missing.map"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let missing = dir.path().join("missing.map");
+    let missing = missing.as_os_str();
+    let err = fails(&["tapdisk".as_ref(), "--map".as_ref(), missing]);
+    assert!(err.contains("missing.map"), "{err}");
+    fails(&["tapdisk".as_ref(), "--bogus".as_ref()]);
+    let err = fails(&[
+        "tapdisk".as_ref(),
+        "stats".as_ref(),
+        "--map".as_ref(),
+        missing,
+    ]);
     assert!(err.contains("control socket"), "{err}");
     let help = run_ok(pvd().args(["tapdisk", "--help"]));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--queue-depth"));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--poll-us"));
-    let out = pvd()
-        .args(["tapdisk", "--poll-us", "20000", "--map"])
-        .arg(dir.path().join("missing.map"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--poll-us 20000 is above 10000") && !err.contains("panicked"),
-        "{err}"
-    );
+    let err = fails(&[
+        "tapdisk".as_ref(),
+        "--poll-us".as_ref(),
+        "20000".as_ref(),
+        "--map".as_ref(),
+        missing,
+    ]);
+    assert!(err.contains("--poll-us 20000 is above 10000"), "{err}");
 }
