@@ -1,10 +1,16 @@
 //! Data that `pvd target` acknowledged through SYNCHRONIZE CACHE, or wrote with FUA, survives
-//! `kill -9` of the target: a restarted target serves it back.
+//! `kill -9` of the target: a restarted target serves it back. An aborted write is over before
+//! its task-management answer, so it cannot land after a newer write.
 
 mod target_common;
 
+use bytes::Bytes;
+use iscsi_proto::pdu::{Lun, Pdu, TaskMgmtRequest, TmfFunction, TmfResponse};
+use iscsi_proto::scsi::build;
 use pvd_integration::{require_tool, run_ok, sparse_file};
 use std::process::Command;
+use std::time::{Duration, Instant};
+use target_common::raw::Raw;
 use target_common::PvdTarget;
 
 fn qemu_io(url: &str, cmds: &[&str]) -> String {
@@ -58,4 +64,69 @@ fn flushed_and_fua_writes_survive_kill_9() {
             "read -P 0x70 20000000 4096",
         ],
     );
+}
+
+/// SAM-5 section 7.2 / RFC 7143 section 11.5: once a task management function is answered
+/// FUNCTION COMPLETE, the commands it aborted have no more effect on the medium. With a disk
+/// model of 400 ms per command, a WRITE already on an I/O thread holds the answer until its
+/// medium access is over (so an initiator's next write to the same blocks cannot be overtaken
+/// by the aborted one).
+fn tmf_answers_after_the_aborted_write_is_done(function: TmfFunction) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("lun.img");
+    sparse_file(&img, 16 << 20);
+    let t = PvdTarget::start(&[&img], &["--emulate-disk", "latency_us=400000,mbps=100"]);
+    let mut r = Raw::login(t.addr());
+    let write = build::write10(0, 8, false);
+    let itt = r.scsi(&write, 4096, false, true, Bytes::from(vec![0xa5; 4096]));
+    // Let the WRITE reach the disk model before aborting it.
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    let tmf_itt = r.itt;
+    r.itt += 1;
+    let referenced_task_tag = if function == TmfFunction::ABORT_TASK {
+        itt
+    } else {
+        u32::MAX
+    };
+    r.send(&Pdu::TaskMgmtRequest(TaskMgmtRequest {
+        immediate: true,
+        function,
+        lun: Lun::default(),
+        itt: tmf_itt,
+        referenced_task_tag,
+        cmd_sn: r.cmd_sn,
+        ref_cmd_sn: r.cmd_sn.wrapping_sub(1),
+        ..Default::default()
+    }));
+    loop {
+        match r.recv_within(Duration::from_secs(5)) {
+            Some(Pdu::TaskMgmtResponse(resp)) if resp.itt == tmf_itt => {
+                assert_eq!(resp.response, TmfResponse::FUNCTION_COMPLETE, "{resp:?}");
+                break;
+            }
+            Some(Pdu::ScsiResponse(resp)) if resp.itt == itt => {
+                panic!("the aborted WRITE answered: {resp:?}")
+            }
+            Some(Pdu::NopIn(_)) => {}
+            other => panic!("no answer to {function:?}: {other:?}"),
+        }
+    }
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200),
+        "{function:?} answered after {waited:?}, while the aborted WRITE still had ~300 ms of disk time"
+    );
+    // The session goes on: the next command is served.
+    assert!(r.inquiry_works());
+}
+
+#[test]
+fn abort_task_answers_after_the_aborted_write_is_done() {
+    tmf_answers_after_the_aborted_write_is_done(TmfFunction::ABORT_TASK);
+}
+
+#[test]
+fn lun_reset_answers_after_the_aborted_write_is_done() {
+    tmf_answers_after_the_aborted_write_is_done(TmfFunction::LOGICAL_UNIT_RESET);
 }

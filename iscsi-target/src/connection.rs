@@ -448,11 +448,28 @@ impl Conn {
                     self.reject(RejectReason::PROTOCOL_ERROR, &Pdu::TaskMgmtRequest(t).bhs());
                 } else if self.admit(t.immediate, t.cmd_sn) {
                     let cold = t.function == pdu::TmfFunction::TARGET_COLD_RESET;
-                    let resp = task_mgmt::execute(&self.shared, &mut self.writes, &t);
+                    let (resp, running) = task_mgmt::execute(&self.shared, &mut self.writes, &t);
                     let complete = resp.response == pdu::TmfResponse::FUNCTION_COMPLETE;
-                    self.shared.send(Pdu::TaskMgmtResponse(resp));
                     if cold && complete {
+                        for track in &running {
+                            track.finished().await;
+                        }
+                        self.shared.send(Pdu::TaskMgmtResponse(resp));
                         return Some(Exit::Error("target cold reset".into()));
+                    }
+                    if running.is_empty() {
+                        self.shared.send(Pdu::TaskMgmtResponse(resp));
+                    } else {
+                        // Answered once the aborted tasks' medium accesses are over; the
+                        // reader goes on meanwhile.
+                        let shared = self.shared.clone();
+                        tokio::spawn(async move {
+                            for track in &running {
+                                track.finished().await;
+                            }
+                            shared.out.queue([Pdu::TaskMgmtResponse(resp)]);
+                            shared.out.send([]);
+                        });
                     }
                 }
             }
@@ -612,6 +629,7 @@ impl Conn {
                 lun: lun_number.map_or(u64::MAX, u64::from),
                 immediate: cmd.immediate,
                 abort: None,
+                io: None,
             },
         );
         if !cmd.immediate {
@@ -748,18 +766,30 @@ impl Conn {
         match scsi_task::start(&self.shared, &info, &data, r2ts) {
             Started::Done(pdus) => self.shared.complete(itt, pdus),
             Started::Blocking(call) => {
+                // Aborted before its access started: it must not touch the medium any more.
+                let Some(track) = self.shared.io_track(itt) else {
+                    return;
+                };
+                let access = track.enter();
                 let shared = self.shared.clone();
-                // An aborted command may still finish its call; its answer is dropped then.
+                // An aborted command still finishes its call (task management waits for it);
+                // its answer is dropped then.
                 tokio::task::spawn_blocking(move || {
                     let outcome = call.run();
+                    drop(access);
                     let pdus = scsi_task::respond_to(&shared, &info, outcome, r2ts);
                     shared.finish(itt, pdus);
                 });
             }
             Started::Run => {
+                let Some(track) = self.shared.io_track(itt) else {
+                    return;
+                };
                 let shared = self.shared.clone();
                 let handle = tokio::spawn(async move {
-                    let pdus = scsi_task::run(&shared, &info, data, r2ts).await;
+                    let pdus = track
+                        .scope(scsi_task::run(&shared, &info, data, r2ts))
+                        .await;
                     shared.finish(info.itt, pdus);
                 });
                 self.shared.set_abort(itt, handle.abort_handle());

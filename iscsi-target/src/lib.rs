@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 mod connection;
 mod data_out;
+mod io_track;
 pub mod lu;
 mod pdu_reader;
 pub mod register;

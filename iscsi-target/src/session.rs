@@ -16,6 +16,7 @@ use iscsi_proto::text::SessionParams;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use crate::io_track::IoTrack;
 use crate::lu::{LogicalUnit, Nexus};
 use crate::writer::{CmdWindow, Outbox};
 
@@ -28,6 +29,16 @@ pub(crate) struct TaskEntry {
     pub immediate: bool,
     /// Set once the command runs (it may still be collecting data-out before).
     pub abort: Option<AbortHandle>,
+    /// Its accesses on I/O threads, once it made one.
+    pub io: Option<Arc<IoTrack>>,
+}
+
+/// What [`SessionShared::abort_where`] aborted.
+#[derive(Debug, Default)]
+pub(crate) struct Aborted {
+    pub tags: Vec<u32>,
+    /// Tracks of the aborted tasks whose medium accesses still run.
+    pub io: Vec<Arc<IoTrack>>,
 }
 
 /// What the reader, the tasks and the writer of one session share.
@@ -125,25 +136,35 @@ impl SessionShared {
         }
     }
 
-    /// Aborts the tasks `which` selects; returns their tags.
-    pub(crate) fn abort_where(&self, which: impl Fn(u32, &TaskEntry) -> bool) -> Vec<u32> {
+    /// Aborts the tasks `which` selects; returns their tags and their running accesses.
+    pub(crate) fn abort_where(&self, which: impl Fn(u32, &TaskEntry) -> bool) -> Aborted {
         let mut t = self.table();
         let tags: Vec<u32> = t
             .iter()
             .filter(|(itt, e)| which(**itt, e))
             .map(|(itt, _)| *itt)
             .collect();
+        let mut io = Vec::new();
         for itt in &tags {
             if let Some(e) = t.remove(itt) {
                 if let Some(h) = &e.abort {
                     h.abort();
                 }
                 self.release(&e);
+                io.extend(e.io.filter(|track| track.is_running()));
             }
         }
         drop(t);
         self.idle.notify_waiters();
-        tags
+        Aborted { tags, io }
+    }
+
+    /// The I/O track of task `itt` (created on first use); `None` once the task is gone
+    /// (finished or aborted), when it must not start an access any more.
+    pub(crate) fn io_track(&self, itt: u32) -> Option<Arc<IoTrack>> {
+        self.table()
+            .get_mut(&itt)
+            .map(|e| e.io.get_or_insert_with(IoTrack::new).clone())
     }
 
     /// Whether task `itt` is outstanding.

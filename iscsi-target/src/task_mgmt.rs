@@ -2,30 +2,36 @@
 //! TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET and TARGET WARM/COLD RESET within a session.
 //!
 //! Aborted tasks are removed from the session's task table before the response is queued, so
-//! none of them answers afterwards (RFC 7143 section 4.2.3.3).
+//! none of them answers afterwards (RFC 7143 section 4.2.3.3); the response waits for the
+//! medium accesses they still run on I/O threads (see [`crate::io_track`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use iscsi_proto::pdu::{TaskMgmtRequest, TaskMgmtResponse, TmfFunction, TmfResponse};
 
 use crate::data_out::WriteCollect;
+use crate::io_track::IoTrack;
 use crate::session::SessionShared;
 use crate::writer::{sn_le, sn_lt};
 
-/// Performs `req` and returns its response (sequence numbers are stamped by the writer).
+/// Performs `req`; returns its response (sequence numbers are stamped by the writer) and the
+/// medium accesses of aborted tasks that must end before the response is sent.
 pub(crate) fn execute(
     shared: &SessionShared,
     writes: &mut HashMap<u32, WriteCollect>,
     req: &TaskMgmtRequest,
-) -> TaskMgmtResponse {
-    let response = run(shared, writes, req);
-    tracing::debug!(function = ?req.function, ?response, "task management");
-    TaskMgmtResponse {
+) -> (TaskMgmtResponse, Vec<Arc<IoTrack>>) {
+    let mut running = Vec::new();
+    let response = run(shared, writes, req, &mut running);
+    tracing::debug!(function = ?req.function, ?response, running = running.len(), "task management");
+    let resp = TaskMgmtResponse {
         response,
         itt: req.itt,
         ..Default::default()
-    }
+    };
+    (resp, running)
 }
 
 fn lun_of(shared: &SessionShared, req: &TaskMgmtRequest) -> Option<u64> {
@@ -39,6 +45,7 @@ fn run(
     shared: &SessionShared,
     writes: &mut HashMap<u32, WriteCollect>,
     req: &TaskMgmtRequest,
+    running: &mut Vec<Arc<IoTrack>>,
 ) -> TmfResponse {
     match req.function {
         TmfFunction::ABORT_TASK => {
@@ -47,7 +54,7 @@ fn run(
                 if lun_of(shared, req).is_some_and(|l| shared.task_lun(rtt) != Some(l)) {
                     return TmfResponse::TASK_DOES_NOT_EXIST;
                 }
-                shared.abort_where(|itt, _| itt == rtt);
+                running.extend(shared.abort_where(|itt, _| itt == rtt).io);
                 writes.remove(&rtt);
                 return TmfResponse::FUNCTION_COMPLETE;
             }
@@ -65,9 +72,10 @@ fn run(
                 return TmfResponse::LUN_DOES_NOT_EXIST;
             };
             let aborted = shared.abort_where(|itt, e| e.lun == lun && itt != req.itt);
-            for itt in aborted {
-                writes.remove(&itt);
+            for itt in &aborted.tags {
+                writes.remove(itt);
             }
+            running.extend(aborted.io);
             TmfResponse::FUNCTION_COMPLETE
         }
         TmfFunction::LOGICAL_UNIT_RESET => {
@@ -75,14 +83,15 @@ fn run(
                 return TmfResponse::LUN_DOES_NOT_EXIST;
             };
             let aborted = shared.abort_where(|itt, e| e.lun == lun && itt != req.itt);
-            for itt in aborted {
-                writes.remove(&itt);
+            for itt in &aborted.tags {
+                writes.remove(itt);
             }
+            running.extend(aborted.io);
             shared.luns[lun as usize].lun_reset();
             TmfResponse::FUNCTION_COMPLETE
         }
         TmfFunction::TARGET_WARM_RESET | TmfFunction::TARGET_COLD_RESET => {
-            shared.abort_where(|itt, _| itt != req.itt);
+            running.extend(shared.abort_where(|itt, _| itt != req.itt).io);
             writes.clear();
             for lu in shared.luns.iter() {
                 lu.lun_reset();

@@ -705,16 +705,26 @@ impl LogicalUnit {
     async fn finish(&self, access: Access) -> CmdResult {
         match access {
             Access::Done(r) => r,
-            Access::Blocking(call) => match tokio::task::spawn_blocking(call).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(lun = self.cfg.lun, error = %e, "blocking I/O task failed");
-                    Err(Failure::Check(Sense::new(
-                        SenseKey::HARDWARE_ERROR,
-                        Asc::INTERNAL_TARGET_FAILURE,
-                    )))
+            Access::Blocking(call) => {
+                // The access counts for the command until the call returns, even if the
+                // command's task is aborted while it waits here.
+                let access = crate::io_track::current_access();
+                let run = move || {
+                    let r = call();
+                    drop(access);
+                    r
+                };
+                match tokio::task::spawn_blocking(run).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(lun = self.cfg.lun, error = %e, "blocking I/O task failed");
+                        Err(Failure::Check(Sense::new(
+                            SenseKey::HARDWARE_ERROR,
+                            Asc::INTERNAL_TARGET_FAILURE,
+                        )))
+                    }
                 }
-            },
+            }
         }
     }
 
