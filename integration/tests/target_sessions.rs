@@ -83,6 +83,13 @@ fn digests_on_answers_sent_by_io_threads() {
     for extra in [
         &["--io-engine", "pool"][..],
         &["--emulate-disk", "latency_us=20,mbps=2000"][..],
+        // The event loop polls its sockets between commands.
+        &[
+            "--emulate-disk",
+            "latency_us=20,mbps=2000",
+            "--poll-us",
+            "200",
+        ][..],
     ] {
         let (_d, t) = target(&[&["--nop-interval", "0"][..], extra].concat());
         let portal = t.addr().to_string();
@@ -189,4 +196,27 @@ fn many_concurrent_sessions() {
     for w in workers {
         w.join().unwrap();
     }
+}
+
+/// `--poll-us` above its limit is refused before the target starts, without a panic.
+#[test]
+fn poll_budget_above_the_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lun = dir.path().join("lun.img");
+    std::fs::File::create(&lun)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = pvd()
+        .args(["target", "--listen", "127.0.0.1:0", "--iqn", IQN, "--lun"])
+        .arg(&lun)
+        .args(["--poll-us", "20000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("poll_us 20000 is above 10000") && !err.contains("panicked"),
+        "{err}"
+    );
 }

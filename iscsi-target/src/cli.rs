@@ -93,6 +93,12 @@ pub struct TargetArgs {
     /// devices with deep queues).
     #[arg(long, default_value_t = 4)]
     pub io_threads: usize,
+    /// Keep polling the sockets for US microseconds after a command of at most 64 KiB
+    /// arrives or is answered, instead of sleeping until the next packet (0: never poll).
+    /// Saves a sleep and wake-up (20-50 us) per small command at low queue depths, at the
+    /// price of the CPU time spent polling; at most 10000. Applies to --config too.
+    #[arg(long, default_value_t = 0, value_name = "US")]
+    pub poll_us: u64,
 }
 
 impl TargetArgs {
@@ -131,11 +137,15 @@ impl TargetArgs {
                     cmd_window: self.cmd_window,
                     nop_interval_secs: self.nop_interval,
                     nop_timeout_secs: self.nop_timeout,
+                    poll_us: 0,
                 }
             }
         };
         if self.advertise.is_some() {
             cfg.advertise = self.advertise.clone();
+        }
+        if self.poll_us > 0 {
+            cfg.poll_us = self.poll_us;
         }
         cfg.validate()?;
         Ok(cfg)

@@ -64,6 +64,11 @@ pub struct ServerConfig {
     /// Seconds an initiator has to answer a ping.
     #[serde(default = "default_nop_timeout")]
     pub nop_timeout_secs: u64,
+    /// Microseconds the event loop keeps polling its sockets after a command of at most
+    /// 64 KiB arrives or is answered, instead of sleeping (0: never poll; see
+    /// [`crate::busy_poll`]).
+    #[serde(default)]
+    pub poll_us: u64,
 }
 
 /// One exported target (IQN).
@@ -196,6 +201,8 @@ pub enum ConfigError {
         count: usize,
         max: usize,
     },
+    #[error("poll_us {0} is above {max}", max = crate::busy_poll::MAX_POLL_BUDGET.as_micros())]
+    BadPoll(u64),
     #[error("cmd_window {0} is not within 1..={MAX_CMD_WINDOW}")]
     BadWindow(u32),
     #[error("reading {path}: {source}")]
@@ -230,6 +237,7 @@ impl ServerConfig {
             cmd_window: DEFAULT_CMD_WINDOW,
             nop_interval_secs: DEFAULT_NOP_INTERVAL_SECS,
             nop_timeout_secs: DEFAULT_NOP_TIMEOUT_SECS,
+            poll_us: 0,
         }
     }
 
@@ -252,6 +260,9 @@ impl ServerConfig {
         }
         if self.cmd_window == 0 || self.cmd_window > MAX_CMD_WINDOW {
             return Err(ConfigError::BadWindow(self.cmd_window));
+        }
+        if std::time::Duration::from_micros(self.poll_us) > crate::busy_poll::MAX_POLL_BUDGET {
+            return Err(ConfigError::BadPoll(self.poll_us));
         }
         for (i, t) in self.targets.iter().enumerate() {
             if t.luns.is_empty() {
@@ -283,4 +294,25 @@ fn default_nop_timeout() -> u64 {
 }
 fn default_block_size() -> u32 {
     512
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_budget_is_checked() {
+        let mut c = ServerConfig::single(
+            "127.0.0.1:0".parse().unwrap(),
+            "iqn.2026-11.io.pvd:t",
+            &[PathBuf::from("/dev/null")],
+        );
+        assert!(c.validate().is_ok());
+        c.poll_us = 10_000;
+        assert!(c.validate().is_ok());
+        c.poll_us = 10_001;
+        let e = c.validate().unwrap_err();
+        assert!(matches!(e, ConfigError::BadPoll(10_001)), "{e}");
+        assert_eq!(e.to_string(), "poll_us 10001 is above 10000");
+    }
 }

@@ -575,6 +575,9 @@ impl Conn {
         if !cmd.immediate && !self.in_window(cmd.cmd_sn) {
             return;
         }
+        if let Some(p) = &self.state.busy_poll {
+            p.mark_if_small(cmd.expected_data_transfer_length);
+        }
         let lun_number = cmd.lun.number();
         let lun_index = lun_number
             .map(|n| n as usize)
@@ -772,6 +775,7 @@ impl Conn {
                 };
                 let access = track.enter();
                 let shared = self.shared.clone();
+                let poll = self.state.busy_poll.clone();
                 // An aborted command still finishes its call (task management waits for it);
                 // its answer is dropped then.
                 tokio::task::spawn_blocking(move || {
@@ -779,6 +783,10 @@ impl Conn {
                     drop(access);
                     let pdus = scsi_task::respond_to(&shared, &info, outcome, r2ts);
                     shared.finish(itt, pdus);
+                    if let Some(p) = poll {
+                        // The next command of a queue-depth-1 initiator comes soon.
+                        p.mark_if_small(info.edtl);
+                    }
                 });
             }
             Started::Run => {

@@ -5,8 +5,10 @@
 //! * [`config`]: targets, LUNs, ACLs and CHAP ([`ServerConfig`], also the `--config` JSON).
 //! * [`cli`]: `pvd target`.
 //! * [`lu`]: the logical unit: SCSI device server, backing store, disk emulation.
+//! * [`busy_poll`]: polling the sockets for a while after activity (also used by the tapdisk).
 //! * connection, session, writer, data-out collection, task management: the transport.
 
+pub mod busy_poll;
 pub mod cli;
 pub mod config;
 mod connection;

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use crate::busy_poll::BusyPoll;
 use crate::config::{ConfigError, ServerConfig};
 use crate::lu::{LogicalUnit, LuError};
 
@@ -75,6 +76,8 @@ pub(crate) struct ServerState {
     next_session: AtomicU64,
     pub sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
     pub shutdown: watch::Receiver<bool>,
+    /// Told about small commands arriving and being answered (`poll_us` > 0).
+    pub busy_poll: Option<Arc<BusyPoll>>,
 }
 
 impl ServerState {
@@ -216,6 +219,11 @@ impl Target {
                 source,
             })?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let busy_poll = (config.poll_us > 0).then(|| {
+            let poll = BusyPoll::new(std::time::Duration::from_micros(config.poll_us));
+            tokio::spawn(poll.clone().run());
+            poll
+        });
         let state = Arc::new(ServerState {
             login: Arc::new(login_config(&config)),
             config,
@@ -224,6 +232,7 @@ impl Target {
             next_session: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
             shutdown: stop_rx,
+            busy_poll,
         });
         let task = tokio::spawn(accept_loop(listener, state.clone()));
         tracing::info!(%local_addr, "iSCSI target listening");

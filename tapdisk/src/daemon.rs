@@ -14,12 +14,12 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use tokio::sync::watch;
 
-use crate::busy_poll::{BusyPoll, MAX_POLL_BUDGET};
 use crate::nbd::{bind_unix, shutdown_on, NbdConfig, NbdServer};
 use crate::stats::control::{control_path, query, serve_control, serve_metrics};
 use crate::vdisk::{
     VdiskConfig, VirtualDisk, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_REQUEST, DEFAULT_QUEUE_DEPTH,
 };
+use iscsi_target::busy_poll::{BusyPoll, MAX_POLL_BUDGET};
 
 /// Default NBD address when neither `--nbd` nor `--nbd-unix` is given.
 pub const DEFAULT_NBD: &str = "127.0.0.1:10809";

@@ -4,10 +4,8 @@
 //! * [`bench`]: the benchmark harness behind `pvd bench` and `pvd demo`.
 //! * [`vdisk`]: the virtual disk data path (queue, merge, striping, replication, iSCSI).
 //! * [`stats`]: per-stage histograms and counters; [`daemon`]: `pvd tapdisk`.
-//! * [`busy_poll`]: polling the sockets for a while after activity instead of sleeping.
 
 pub mod bench;
-pub mod busy_poll;
 pub mod daemon;
 pub mod nbd;
 pub mod stats;

@@ -96,10 +96,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// 1.74-1.86x of the physical disk).
 const TAPDISK_THREADS: usize = 1;
 
-/// `pvd tapdisk --poll-us` of the demo's disks: long enough to cover a 4 KiB request's trip
-/// to the server and the client's next request, so at queue depth 1 the tapdisk's thread
-/// does not sleep between them.
-const TAPDISK_POLL_US: u64 = 300;
+/// `--poll-us` of the demo's tapdisks and targets: long enough to cover a 4 KiB request's
+/// trip to the server and the client's next request, so at queue depth 1 neither daemon's
+/// event loop sleeps between them.
+const POLL_US: u64 = 300;
 
 impl ProcessCluster {
     /// `pvd`: the binary to run (normally `std::env::current_exe()`).
@@ -237,6 +237,8 @@ impl ProcessCluster {
                     path_arg(&lun),
                     "--emulate-disk".into(),
                     disk_model_arg(&self.config.disk_model),
+                    "--poll-us".into(),
+                    POLL_US.to_string(),
                     "--register".into(),
                     master.to_string(),
                     "--advertise".into(),
@@ -271,6 +273,8 @@ impl Cluster for ProcessCluster {
                 path_arg(&lun),
                 "--emulate-disk".into(),
                 disk_model_arg(&self.config.disk_model),
+                "--poll-us".into(),
+                POLL_US.to_string(),
             ],
         )?;
         self.wait_ready(&mut g, addr)?;
@@ -336,7 +340,7 @@ impl Cluster for ProcessCluster {
                 "--threads".into(),
                 TAPDISK_THREADS.to_string(),
                 "--poll-us".into(),
-                TAPDISK_POLL_US.to_string(),
+                POLL_US.to_string(),
             ],
         )?;
         self.wait_ready(&mut g, nbd)?;

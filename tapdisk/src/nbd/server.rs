@@ -22,7 +22,7 @@ use super::handshake::{negotiate, ExportInfo, HandshakeError};
 use super::observer::{RequestObserver, ServerCounters};
 use super::transmission::{shutdown_signalled, Connection, RequestLimits, TransmissionError};
 use super::wire::TransmissionFlags;
-use crate::busy_poll::BusyPoll;
+use iscsi_target::busy_poll::BusyPoll;
 
 /// Default number of requests one connection may have in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;

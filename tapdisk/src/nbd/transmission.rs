@@ -29,7 +29,7 @@ use super::wire::{
     encode_chunk_header, encode_simple_reply, BadRequestMagic, ChunkType, CommandFlags,
     CommandType, Errno, RequestHeader, CHUNK_FLAG_DONE, REQUEST_LEN,
 };
-use crate::busy_poll::BusyPoll;
+use iscsi_target::busy_poll::BusyPoll;
 
 /// Largest WRITE payload above the maximum request size that is read and discarded to
 /// answer EINVAL and keep the stream in sync; larger ones close the connection.

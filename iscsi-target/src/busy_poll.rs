@@ -1,12 +1,13 @@
-//! Busy polling of the runtime's sockets for a short while after activity (`pvd tapdisk
-//! --poll-us`).
+//! Busy polling of the runtime's sockets for a short while after activity (`pvd target
+//! --poll-us`, `pvd tapdisk --poll-us`).
 //!
 //! A thread that sleeps in `epoll_wait` and is woken by a packet costs 20-25 us per wake-up
 //! on a virtual machine whose idle vCPU halted (the wake-up is an inter-processor interrupt
-//! and a VM entry). At queue depth 1 a request makes the tapdisk sleep twice: waiting for
-//! the server's answer and waiting for the client's next request. While the tapdisk polls,
-//! its thread never sleeps, so both arrive without a wake-up, at the price of the CPU time
-//! spent polling (bounded by the budget after the last activity).
+//! and a VM entry). At queue depth 1 a tapdisk sleeps twice per request (waiting for the
+//! server's answer and for the client's next request) and a target once (for the next
+//! command). While a daemon polls, its thread does not sleep, so these arrive without a
+//! wake-up, at the price of the CPU time spent polling (bounded by the budget after the last
+//! activity).
 //!
 //! How it polls: a task that yields in a loop. On a current-thread runtime a yielded task
 //! makes the scheduler check the I/O driver without blocking (`epoll_wait` with a zero
