@@ -576,7 +576,12 @@ impl Conn {
             return;
         }
         if let Some(p) = &self.state.busy_poll {
-            p.mark_if_small(cmd.expected_data_transfer_length);
+            let in_flight = self
+                .shared
+                .window
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed) as usize;
+            p.mark_request(cmd.expected_data_transfer_length, in_flight + 1);
         }
         let lun_number = cmd.lun.number();
         let lun_index = lun_number
@@ -785,7 +790,12 @@ impl Conn {
                     shared.finish(itt, pdus);
                     if let Some(p) = poll {
                         // The next command of a queue-depth-1 initiator comes soon.
-                        p.mark_if_small(info.edtl);
+                        let in_flight = shared
+                            .window
+                            .in_flight
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                            as usize;
+                        p.mark_request(info.edtl, in_flight);
                     }
                 });
             }

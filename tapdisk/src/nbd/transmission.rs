@@ -415,7 +415,7 @@ impl<B: BlockBackend> Connection<B> {
                 match requests.next(&self.limits, received) {
                     Ok(Step::Run(op, reply)) => {
                         if let Some(p) = &self.busy_poll {
-                            p.mark_if_small(reply.length);
+                            p.mark_request(reply.length, inflight.len() + ready.len() + 1);
                         }
                         inflight.push(serve_request(backend, op, max, reply))
                     }
@@ -447,7 +447,8 @@ impl<B: BlockBackend> Connection<B> {
                 // read must not stall them (they may hold the backend's shared resources).
                 {
                     if let Some(p) = &self.busy_poll {
-                        p.mark_if_small(ready.iter().map(|r| r.length).min().unwrap_or(0));
+                        let least = ready.iter().map(|r| r.length).min().unwrap_or(0);
+                        p.mark_request(least, inflight.len() + ready.len());
                     }
                     let write = out.write(&mut ready, Instant::now(), &mut shutdown);
                     tokio::pin!(write);
