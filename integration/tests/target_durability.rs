@@ -130,3 +130,31 @@ fn abort_task_answers_after_the_aborted_write_is_done() {
 fn lun_reset_answers_after_the_aborted_write_is_done() {
     tmf_answers_after_the_aborted_write_is_done(TmfFunction::LOGICAL_UNIT_RESET);
 }
+
+/// RFC 7143 section 6.3.1: a login with the ISID of a session whose connection dropped
+/// reinstates it. The old session's WRITE still on an I/O thread (400 ms disk model) ends
+/// before the new session serves a command, so it cannot land after the new session's writes.
+#[test]
+fn reinstatement_waits_for_the_dropped_session_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("lun.img");
+    sparse_file(&img, 16 << 20);
+    let t = PvdTarget::start(&[&img], &["--emulate-disk", "latency_us=400000,mbps=100"]);
+    let isid = [0x80, 0x12, 0x34, 0x56, 0x78, 0x9a];
+    let mut old = Raw::login_with(t.addr(), Some(isid), false);
+    let write = build::write10(0, 8, false);
+    old.scsi(&write, 4096, false, true, Bytes::from(vec![0x5a; 4096]));
+    // Let the WRITE reach the disk model, then drop the connection.
+    std::thread::sleep(Duration::from_millis(100));
+    old.s.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(old);
+    let asked = Instant::now();
+    let mut new = Raw::login_with(t.addr(), Some(isid), false);
+    assert!(new.inquiry_works());
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200),
+        "the reinstated session answered after {waited:?}, while the dropped session's WRITE \
+         still had ~300 ms of disk time"
+    );
+}

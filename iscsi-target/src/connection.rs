@@ -40,7 +40,7 @@ use crate::lu::{Nexus, MAX_TRANSFER_BYTES};
 use crate::pdu_reader::{PduReader, ReadError};
 use crate::scsi_task::{self, CommandInfo, Started};
 use crate::server::{ServerState, SessionKey, SessionSlot, PORTAL_GROUP_TAG};
-use crate::session::{SessionShared, TaskEntry};
+use crate::session::{Aborted, SessionShared, TaskEntry};
 use crate::task_mgmt;
 use crate::writer::{run_writer, sn_lt, CmdWindow, Outbox};
 
@@ -287,17 +287,22 @@ async fn full_feature(
     let waiting: Vec<u32> = conn.writes.keys().copied().collect();
     shared.abort_where(|itt, _| waiting.contains(&itt));
     conn.writes.clear();
-    match exit {
+    let aborted = match exit {
         Exit::Logout | Exit::Shutdown => {
-            if !shared.wait_idle(DRAIN_TIMEOUT).await {
-                shared.abort_where(|_, _| true);
+            if shared.wait_idle(DRAIN_TIMEOUT).await {
+                Aborted::default()
+            } else {
+                shared.abort_where(|_, _| true)
             }
         }
-        Exit::Closed | Exit::Reinstated | Exit::Error(_) => {
-            shared.abort_where(|_, _| true);
-        }
-    }
+        Exit::Closed | Exit::Reinstated | Exit::Error(_) => shared.abort_where(|_, _| true),
+    };
     shared.out.drain(FLUSH_TIMEOUT).await;
+    // A login that reinstates this session waits for `done`: the medium accesses of the
+    // aborted commands end first, so none of them lands after the new session's writes.
+    for track in &aborted.io {
+        track.finished().await;
+    }
     writer.abort();
     shared.out.close();
     drop(reader);
