@@ -64,9 +64,9 @@ pub struct ServerConfig {
     /// Seconds an initiator has to answer a ping.
     #[serde(default = "default_nop_timeout")]
     pub nop_timeout_secs: u64,
-    /// Microseconds the event loop keeps polling its sockets after a command of at most
-    /// 64 KiB arrives or is answered, instead of sleeping (0: never poll; see
-    /// [`crate::busy_poll`]).
+    /// Microseconds the event loop keeps polling its sockets after a command arrives or is
+    /// answered, instead of sleeping (0: never poll; see [`crate::busy_poll`] for which
+    /// commands count).
     #[serde(default)]
     pub poll_us: u64,
 }

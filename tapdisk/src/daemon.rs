@@ -86,10 +86,11 @@ pub struct ServeArgs {
     /// one thread (no cross-thread wake-ups per request); more spread them over a pool.
     #[arg(long, default_value_t = DEFAULT_THREADS, value_name = "N")]
     pub threads: usize,
-    /// Keep polling the sockets for US microseconds after a request of at most 64 KiB
-    /// arrives or its reply leaves, instead of sleeping until the next packet (0: never
-    /// poll). Saves the 20-50 us of a sleep and wake-up per small request, at the price of
-    /// the CPU time spent polling; meant for `--threads 1`; at most 10000.
+    /// Keep polling the sockets for US microseconds after a request arrives or its reply
+    /// leaves (one of at most 64 KiB, or any while at most two are in flight), instead of
+    /// sleeping until the next packet (0: never poll). Saves the 20-50 us of a sleep and
+    /// wake-up per request, at the price of the CPU time spent polling; meant for
+    /// `--threads 1`; at most 10000.
     #[arg(long, default_value_t = 0, value_name = "US")]
     pub poll_us: u64,
 }
