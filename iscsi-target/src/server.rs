@@ -221,7 +221,15 @@ impl Target {
         let (stop_tx, stop_rx) = watch::channel(false);
         let busy_poll = (config.poll_us > 0).then(|| {
             let poll = BusyPoll::new(std::time::Duration::from_micros(config.poll_us));
-            tokio::spawn(poll.clone().run());
+            let mut stop = stop_rx.clone();
+            let polling = poll.clone();
+            // Polls until the target stops.
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = polling.run() => {}
+                    _ = crate::connection::stopped(&mut stop) => {}
+                }
+            });
             poll
         });
         let state = Arc::new(ServerState {

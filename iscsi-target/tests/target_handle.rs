@@ -73,3 +73,47 @@ async fn bad_configurations_are_refused() {
         "unknown keys are refused"
     );
 }
+
+/// `poll_us`: a polling target serves a real initiator, and its polling task ends with it
+/// (no task is left on the runtime after `shutdown`).
+#[tokio::test]
+async fn a_polling_target_serves_and_stops_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.img");
+    std::fs::File::create(&a).unwrap().set_len(8 << 20).unwrap();
+    let mut cfg = ServerConfig::single(
+        "127.0.0.1:0".parse().unwrap(),
+        "iqn.2026-11.io.pvd:poll",
+        std::slice::from_ref(&a),
+    );
+    cfg.poll_us = 20_000;
+    assert!(
+        Target::bind(cfg.clone()).await.is_err(),
+        "poll_us above 10000"
+    );
+    cfg.poll_us = 200;
+    let handle = Target::bind(cfg).await.expect("bind");
+    let inq =
+        tool("iscsi-inq").expect("iscsi-inq (libiscsi-bin) is installed by scripts/install-peers");
+    let url = handle.url(0);
+    let out = tokio::task::spawn_blocking(move || Command::new(inq).arg(url).output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    handle.shutdown().await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while metrics.num_alive_tasks() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} tasks still alive after shutdown",
+            metrics.num_alive_tasks()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
