@@ -110,8 +110,13 @@ struct LoggedIn {
 pub(crate) async fn serve(sock: TcpStream, peer: SocketAddr, state: Arc<ServerState>) {
     let span = tracing::info_span!("conn", %peer);
     async move {
-        if let Err(e) = serve_inner(sock, state).await {
-            tracing::debug!(error = %e, "connection ended");
+        match serve_inner(sock, state).await {
+            Ok(()) => {}
+            // A probe that connects and leaves, or a refused login (logged where refused).
+            Err(e @ (ConnError::ClosedInLogin | ConnError::LoginFailed(_))) => {
+                tracing::debug!(error = %e, "connection ended")
+            }
+            Err(e) => tracing::warn!(error = %e, "login aborted: dropping the connection"),
         }
     }
     .instrument(span)
