@@ -159,6 +159,21 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `cmd` expecting it to fail cleanly (non-zero exit, no panic); returns its stderr.
+pub fn run_fails(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "{cmd:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!err.contains("panicked"), "{cmd:?} panicked:\n{err}");
+    err
+}
+
 /// A file of `len` bytes of reproducible pseudo-random data.
 pub fn random_file(path: &std::path::Path, len: usize, seed: u64) {
     use rand::{RngCore, SeedableRng};

@@ -6,7 +6,9 @@
 //! queue depth 32 become far fewer iSCSI commands (merging), seen through `pvd tapdisk stats`
 //! and the Prometheus endpoint. SIGTERM drains, flushes, releases the lock and exits 0.
 
-use pvd_integration::{free_port, pvd, random_file, require_tool, run_ok, wait_for_port, Proc};
+use pvd_integration::{
+    free_port, pvd, random_file, require_tool, run_fails, run_ok, wait_for_port, Proc,
+};
 use pvd_mapping::{MappingFile, MappingLock, ReplicaSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -393,11 +395,7 @@ fn sequential_writes_at_depth_32_merge() {
 
 /// Runs `pvd` with `args`, expects it to fail without a panic, returns its stderr.
 fn fails(args: &[&std::ffi::OsStr]) -> String {
-    let out = pvd().args(args).output().unwrap();
-    assert!(!out.status.success(), "pvd {args:?} succeeded");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{err}");
-    err
+    run_fails(pvd().args(args))
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod target_common;
 
 use bytes::Bytes;
 use iscsi_proto::pdu::{NopOut, Pdu};
-use pvd_integration::{pvd, random_file, run_ok, sparse_file};
+use pvd_integration::{pvd, random_file, run_fails, run_ok, sparse_file};
 use std::time::Duration;
 use target_common::raw::Raw;
 use target_common::{PvdTarget, IQN};
@@ -207,16 +207,11 @@ fn poll_budget_above_the_limit_is_refused() {
         .unwrap()
         .set_len(1 << 20)
         .unwrap();
-    let out = pvd()
-        .args(["target", "--listen", "127.0.0.1:0", "--iqn", IQN, "--lun"])
-        .arg(&lun)
-        .args(["--poll-us", "20000"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("poll_us 20000 is above 10000") && !err.contains("panicked"),
-        "{err}"
+    let err = run_fails(
+        pvd()
+            .args(["target", "--listen", "127.0.0.1:0", "--iqn", IQN, "--lun"])
+            .arg(&lun)
+            .args(["--poll-us", "20000"]),
     );
+    assert!(err.contains("poll_us 20000 is above 10000"), "{err}");
 }
