@@ -83,7 +83,8 @@ impl BusyPoll {
     /// Something happened (a request arrived, replies were sent): poll for the budget from now.
     pub fn mark(&self) {
         self.last_mark_ns.store(self.now_ns(), Ordering::Relaxed);
-        if self.parked.swap(false, Ordering::AcqRel) {
+        // A plain load first: while the poller runs (most marks), no read-modify-write.
+        if self.parked.load(Ordering::Acquire) && self.parked.swap(false, Ordering::AcqRel) {
             self.wake.notify_one();
         }
     }
