@@ -82,9 +82,11 @@ impl BusyPoll {
 
     /// Something happened (a request arrived, replies were sent): poll for the budget from now.
     pub fn mark(&self) {
-        self.last_mark_ns.store(self.now_ns(), Ordering::Relaxed);
+        self.last_mark_ns.store(self.now_ns(), Ordering::SeqCst);
+        // The mark's store and the poller's `parked` store are both SeqCst, so either the
+        // poller's re-check sees this mark or this load sees it parked (no lost wake-up).
         // A plain load first: while the poller runs (most marks), no read-modify-write.
-        if self.parked.load(Ordering::Acquire) && self.parked.swap(false, Ordering::AcqRel) {
+        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::AcqRel) {
             self.wake.notify_one();
         }
     }
@@ -100,7 +102,7 @@ impl BusyPoll {
 
     /// Whether the budget since the last mark has not run out yet.
     fn within_budget(&self) -> bool {
-        let last = self.last_mark_ns.load(Ordering::Relaxed);
+        let last = self.last_mark_ns.load(Ordering::SeqCst);
         last != NEVER && self.now_ns().saturating_sub(last) < self.budget.as_nanos() as u64
     }
 
@@ -118,7 +120,7 @@ impl BusyPoll {
                 tokio::task::yield_now().await;
                 continue;
             }
-            self.parked.store(true, Ordering::Release);
+            self.parked.store(true, Ordering::SeqCst);
             // A mark between the check above and `parked` being set would otherwise be lost.
             if self.within_budget() {
                 self.parked.store(false, Ordering::Release);
