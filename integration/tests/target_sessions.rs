@@ -203,10 +203,7 @@ fn many_concurrent_sessions() {
 fn poll_budget_above_the_limit_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let lun = dir.path().join("lun.img");
-    std::fs::File::create(&lun)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
+    sparse_file(&lun, 1 << 20);
     let err = run_fails(
         pvd()
             .args(["target", "--listen", "127.0.0.1:0", "--iqn", IQN, "--lun"])
