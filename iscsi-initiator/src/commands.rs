@@ -8,8 +8,20 @@ use iscsi_proto::scsi::capacity::{ReadCapacity10Data, ReadCapacity16Data};
 use iscsi_proto::scsi::inquiry::StandardInquiry;
 use iscsi_proto::scsi::luns::decode_report_luns;
 
+use std::sync::Arc;
+
 use crate::error::{IscsiError, Result};
 use crate::session::Session;
+use crate::splice::SplicePipe;
+
+/// Where [`Session::read_to_pipe`] put the data.
+#[derive(Debug)]
+pub enum PipedRead {
+    /// This many bytes (the whole read) wait in the pipe.
+    InPipe(usize),
+    /// The whole read, in a buffer (the pipe holds nothing of it).
+    Bytes(Bytes),
+}
 
 /// Size of a logical unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +120,43 @@ impl Session {
             )));
         }
         Ok(r.data)
+    }
+
+    /// Reads `blocks` blocks at `lba` like [`Session::read`], moving the payload into `pipe`
+    /// by splice(2) when it can ([`crate::splice`]): then the result is
+    /// [`PipedRead::InPipe`] and the pipe holds exactly the read's bytes. Otherwise (data
+    /// digests, out-of-order Data-In, the pipe out of slots, the command reissued on a new
+    /// connection) the bytes come back in a buffer, as [`PipedRead::Bytes`].
+    pub async fn read_to_pipe(
+        &self,
+        lun: u64,
+        lba: u64,
+        blocks: u32,
+        pipe: &Arc<SplicePipe>,
+    ) -> Result<PipedRead> {
+        let bl = self.block_len(lun).await?;
+        let len = blocks as u64 * bl as u64;
+        let len = u32::try_from(len)
+            .map_err(|_| IscsiError::InvalidRequest(format!("read of {len} bytes")))?;
+        let cdb: &[u8] = &match (u32::try_from(lba), u16::try_from(blocks)) {
+            (Ok(l), Ok(b)) => cdb16(&build::read10(l, b, false)),
+            _ => build::read16(lba, blocks, false),
+        };
+        let mut sink = Some(pipe.clone());
+        let r = self
+            .execute_into(lun, &cdb[..cdb_len(cdb)], &[], len, &mut sink)
+            .await?;
+        let got = r.piped + r.data.len();
+        if got != len as usize {
+            return Err(IscsiError::Protocol(format!(
+                "read returned {got} of {len} bytes"
+            )));
+        }
+        Ok(if r.piped > 0 {
+            PipedRead::InPipe(r.piped)
+        } else {
+            PipedRead::Bytes(r.data)
+        })
     }
 
     /// Writes `data` (a whole number of blocks) at `lba`; `fua` forces it to stable storage.

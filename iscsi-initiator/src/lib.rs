@@ -18,12 +18,14 @@ pub mod error;
 mod login;
 mod reader;
 mod session;
+pub mod splice;
 mod task;
 mod writer;
 
-pub use commands::Capacity;
+pub use commands::{Capacity, PipedRead};
 pub use config::{ChapSecret, SessionConfig};
 pub use discovery::discover;
 pub use error::{IscsiError, Result};
 pub use iscsi_proto::text::DiscoveredTarget;
 pub use session::{ScsiResult, Session};
+pub use splice::SplicePipe;

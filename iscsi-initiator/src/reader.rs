@@ -18,6 +18,7 @@ use tokio::net::tcp::OwnedReadHalf;
 
 use crate::error::{IscsiError, Result};
 use crate::session::{data_out_pdus, Inner};
+use crate::splice::{readable_bytes, SplicePipe};
 use crate::task::{Reply, ScsiOutcome, TaskKind};
 use crate::writer::{OutPdu, OutTx};
 
@@ -97,6 +98,78 @@ async fn fill(sock: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> Result<
     Ok(())
 }
 
+/// Reads until the buffer holds exactly `n` bytes (it holds at most that many): after a
+/// spliced payload, so the next PDU's payload stays in the socket for the next splice.
+async fn fill_exact(sock: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> Result<()> {
+    while buf.len() < n {
+        let need = n - buf.len();
+        buf.reserve(need);
+        if (&mut *sock).take(need as u64).read_buf(buf).await? == 0 {
+            return Err(IscsiError::Io("connection closed by the target".into()));
+        }
+    }
+    Ok(())
+}
+
+/// How far [`splice_payload`] got.
+enum Spliced {
+    /// The whole payload is in the pipe.
+    All,
+    /// The pipe ran out of slots after this many bytes of the payload.
+    PipeFull(usize),
+}
+
+/// Moves a `dlen`-byte payload into `pipe`: the part already read into `buf` by copying
+/// (and consuming it from `buf`), the rest from the socket by splice(2).
+async fn splice_payload(
+    sock: &OwnedReadHalf,
+    buf: &mut BytesMut,
+    pipe: &SplicePipe,
+    dlen: usize,
+) -> Result<Spliced> {
+    let have = buf.len().min(dlen);
+    let mut done = 0;
+    if have > 0 {
+        done = pipe.push(&buf[..have]).map_err(pipe_error)?;
+        buf.advance(done);
+        if done < have {
+            return Ok(Spliced::PipeFull(done));
+        }
+    }
+    let stream = sock.as_ref();
+    let fd = stream.as_raw_fd();
+    while done < dlen {
+        stream.readable().await?;
+        let r = stream.try_io(Interest::READABLE, || {
+            match pipe.splice_from(fd, dlen - done) {
+                Ok(n) => Ok(Some(n)),
+                // No free slot while the socket has data: tell it apart from "nothing to
+                // read" (which must clear the readiness, as WouldBlock does).
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if readable_bytes(fd)? > 0 {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        });
+        match r {
+            Ok(Some(0)) => return Err(IscsiError::Io("connection closed by the target".into())),
+            Ok(Some(n)) => done += n,
+            Ok(None) => return Ok(Spliced::PipeFull(done)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Spliced::All)
+}
+
+fn pipe_error(e: std::io::Error) -> IscsiError {
+    IscsiError::Io(format!("Data-In pipe: {e}"))
+}
+
 /// Runs until the connection fails (error) or the target closes it.
 pub(crate) async fn run_reader(
     inner: Arc<Inner>,
@@ -108,8 +181,14 @@ pub(crate) async fn run_reader(
     tx: OutTx,
 ) -> Result<()> {
     let limit = max_recv.min(MAX_DATA_SEGMENT_HARD_CAP);
+    // After a spliced payload the next header is read alone (see `fill_exact`).
+    let mut header_only = false;
     loop {
-        fill(&mut sock, &mut buf, BHS_LEN).await?;
+        if header_only {
+            fill_exact(&mut sock, &mut buf, BHS_LEN).await?;
+        } else {
+            fill(&mut sock, &mut buf, BHS_LEN).await?;
+        }
         let bhs = Bhs::from_slice(&buf[..BHS_LEN]).expect("48 bytes buffered");
         let header_end = BHS_LEN + bhs.ahs_len();
         let hlen = header_end + digests.header_len();
@@ -136,9 +215,11 @@ pub(crate) async fn run_reader(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if bhs.opcode() == Opcode::DATA_IN {
             buf.advance(hlen);
-            data_in(&inner, generation, &bhs, &mut sock, &mut buf, dlen, digests).await?;
+            header_only =
+                data_in(&inner, generation, &bhs, &mut sock, &mut buf, dlen, digests).await?;
             continue;
         }
+        header_only = false;
         let total = hlen + data_wire_len(dlen, digests);
         fill(&mut sock, &mut buf, total).await?;
         let frame = buf.split_to(total).freeze();
@@ -147,7 +228,8 @@ pub(crate) async fn run_reader(
     }
 }
 
-/// One Data-In PDU whose header has been consumed: its payload goes into the task's buffer.
+/// One Data-In PDU whose header has been consumed: its payload goes into the task's pipe or
+/// buffer. Returns whether it went into a pipe (by splice, not through `buf`).
 async fn data_in(
     inner: &Arc<Inner>,
     generation: u64,
@@ -156,7 +238,7 @@ async fn data_in(
     buf: &mut BytesMut,
     dlen: usize,
     digests: DigestConfig,
-) -> Result<()> {
+) -> Result<bool> {
     let din = DataIn::from_bhs(bhs, Bytes::new());
     let trailer = data_wire_len(dlen, digests) - dlen;
     let taken = {
@@ -164,15 +246,19 @@ async fn data_in(
         inner.window_from(&mut st, din.exp_cmd_sn, din.max_cmd_sn);
         match st.tasks.get_mut(&din.itt) {
             Some(t) if t.generation == generation => match &mut t.kind {
-                TaskKind::Scsi { request, read_buf } => {
-                    read_buf.take().map(|b| (b, request.read_len as usize))
-                }
+                TaskKind::Scsi {
+                    request,
+                    read_buf,
+                    sink,
+                } => read_buf
+                    .take()
+                    .map(|b| (b, request.read_len as usize, sink.take())),
                 _ => None,
             },
             _ => None,
         }
     };
-    let Some((mut rb, read_len)) = taken else {
+    let Some((mut rb, read_len, mut sink)) = taken else {
         // A task without a read buffer (or an unknown one): skip the payload, but honour a
         // status carried here (RFC 7143 section 11.7.4).
         fill(sock, buf, dlen + trailer).await?;
@@ -187,10 +273,10 @@ async fn data_in(
                 }
             };
             if let Some(mut t) = task {
-                t.complete(data_in_outcome(&din, status, Bytes::new()));
+                t.complete(data_in_outcome(&din, status, Bytes::new(), 0));
             }
         }
-        return Ok(());
+        return Ok(false);
     };
     let offset = din.buffer_offset as usize;
     if offset + dlen > read_len {
@@ -198,13 +284,38 @@ async fn data_in(
             "Data-In at offset {offset} + {dlen} bytes beyond the expected {read_len}"
         )));
     }
-    if offset == rb.len() {
+    let end = offset + dlen;
+    let mut spliced = false;
+    // Part of this payload already taken (into the pipe, then back into `rb`).
+    let mut resumed = false;
+    if let Some(s) = &mut sink {
+        // Only in-order payloads without a data digest (whose check needs the bytes) go
+        // into the pipe; otherwise everything moves back into the buffer for good.
+        if !digests.data && offset == s.spliced && rb.is_empty() {
+            match splice_payload(sock, buf, &s.pipe, dlen).await? {
+                Spliced::All => {
+                    s.spliced = end;
+                    spliced = true;
+                }
+                Spliced::PipeFull(n) => {
+                    s.pipe
+                        .drain_into(&mut rb, s.spliced + n)
+                        .map_err(pipe_error)?;
+                    sink = None;
+                    resumed = true;
+                }
+            }
+        } else {
+            s.pipe.drain_into(&mut rb, s.spliced).map_err(pipe_error)?;
+            sink = None;
+        }
+    }
+    if !spliced && (offset == rb.len() || resumed) {
         // In order (DataPDUInOrder=Yes): take what is buffered, read the rest straight into
         // the task's buffer.
-        let have = buf.len().min(dlen);
+        let have = buf.len().min(end - rb.len());
         rb.extend_from_slice(&buf[..have]);
         buf.advance(have);
-        let end = offset + dlen;
         if rb.len() < end {
             // The trailer and the next BHS come with the payload's last read. After a large
             // payload only those: a 64 KiB refill would draw the next PDU's payload into `buf`
@@ -216,20 +327,24 @@ async fn data_in(
             };
             read_payload_direct(&*sock, &mut rb, end, buf, tail).await?;
         }
-    } else {
+    } else if !spliced {
         fill(sock, buf, dlen).await?;
-        if rb.len() < offset + dlen {
-            rb.resize(offset + dlen, 0);
+        if rb.len() < end {
+            rb.resize(end, 0);
         }
-        rb[offset..offset + dlen].copy_from_slice(&buf[..dlen]);
+        rb[offset..end].copy_from_slice(&buf[..dlen]);
         buf.advance(dlen);
     }
-    fill(sock, buf, trailer).await?;
+    if spliced {
+        fill_exact(sock, buf, trailer).await?;
+    } else {
+        fill(sock, buf, trailer).await?;
+    }
     if digests.data && dlen > 0 {
         let pad = pad4(dlen) - dlen;
         let mut d = [0u8; 4];
         d.copy_from_slice(&buf[pad..pad + 4]);
-        let computed = digest::data_digest(&rb[offset..offset + dlen]);
+        let computed = digest::data_digest(&rb[offset..end]);
         if d != computed {
             return Err(IscsiError::Protocol("Data-In data digest mismatch".into()));
         }
@@ -240,24 +355,32 @@ async fn data_in(
         inner.saw_stat_sn(din.stat_sn);
         if let Some(mut t) = st.tasks.remove(&din.itt) {
             drop(st);
-            t.complete(data_in_outcome(&din, status, rb.freeze()));
+            let piped = sink.as_ref().map_or(0, |s| s.spliced);
+            t.complete(data_in_outcome(&din, status, rb.freeze(), piped));
         }
     } else if let Some(t) = st.tasks.get_mut(&din.itt) {
-        if let TaskKind::Scsi { read_buf, .. } = &mut t.kind {
+        if let TaskKind::Scsi {
+            read_buf,
+            sink: task_sink,
+            ..
+        } = &mut t.kind
+        {
             *read_buf = Some(rb);
+            *task_sink = sink;
         }
     }
-    Ok(())
+    Ok(spliced)
 }
 
 /// The completion of a task whose status came on its final Data-In (RFC 7143 section 11.7.4:
 /// response 0, no sense, a residual when the U bit is set).
-fn data_in_outcome(din: &DataIn, status: ScsiStatus, data: Bytes) -> Result<Reply> {
+fn data_in_outcome(din: &DataIn, status: ScsiStatus, data: Bytes, piped: usize) -> Result<Reply> {
     Ok(Reply::Scsi(ScsiOutcome {
         response: 0,
         status,
         sense: Bytes::new(),
         data,
+        piped,
         underflow: din.underflow.then_some(din.residual_count),
     }))
 }
@@ -364,17 +487,21 @@ fn scsi_response(inner: &Arc<Inner>, r: ScsiResponse) -> Result<()> {
         return Ok(());
     };
     drop(st);
-    let data = match &mut t.kind {
-        TaskKind::Scsi { read_buf, .. } => read_buf.take().map(BytesMut::freeze),
-        _ => None,
-    }
-    .unwrap_or_default();
+    let (data, piped) = match &mut t.kind {
+        TaskKind::Scsi { read_buf, sink, .. } => (
+            read_buf.take().map(BytesMut::freeze),
+            sink.as_ref().map_or(0, |s| s.spliced),
+        ),
+        _ => (None, 0),
+    };
+    let data = data.unwrap_or_default();
     let sense = r.sense().unwrap_or_default();
     t.complete(Ok(Reply::Scsi(ScsiOutcome {
         response: r.response.0,
         status: r.status,
         sense,
         data,
+        piped,
         underflow: r.underflow.then_some(r.residual_count),
     })));
     Ok(())

@@ -26,7 +26,8 @@ use tokio::task::AbortHandle;
 use crate::config::{random_isid, SessionConfig};
 use crate::error::{IscsiError, Result};
 use crate::login::{connect_and_login, digests_of, LoggedIn};
-use crate::task::{Reply, ScsiOutcome, ScsiRequest, Task, TaskKind, WriteData};
+use crate::splice::SplicePipe;
+use crate::task::{Reply, ScsiOutcome, ScsiRequest, Sink, Task, TaskKind, WriteData};
 use crate::writer::{run_writer, OutPdu, OutTx};
 
 /// Builds a task's PDUs once it has an ITT: returns whether it takes a CmdSN, and the PDUs.
@@ -39,6 +40,9 @@ pub struct ScsiResult {
     pub status: ScsiStatus,
     /// Data-In (empty for commands without).
     pub data: Bytes,
+    /// Data-In bytes that went into the caller's pipe instead of `data`
+    /// ([`Session::read_to_pipe`]).
+    pub piped: usize,
     /// Bytes the target reported as not transferred.
     pub residual: u32,
 }
@@ -521,20 +525,35 @@ impl Session {
         }
     }
 
-    /// Sends one SCSI command and waits for its status, reissuing it across reconnects.
-    async fn run_once(&self, request: &ScsiRequest) -> Result<ScsiOutcome> {
+    /// Sends one SCSI command and waits for its status, reissuing it across reconnects. With
+    /// a `sink`, in-order Data-In is spliced into that pipe; a reissued command uses none
+    /// (the pipe is spoiled and `sink` emptied: the dropped connection's reader may still
+    /// write to it).
+    async fn run_once(
+        &self,
+        request: &ScsiRequest,
+        sink: &mut Option<Arc<SplicePipe>>,
+    ) -> Result<ScsiOutcome> {
         loop {
             let kind = TaskKind::Scsi {
                 request: request.clone(),
-                read_buf: (request.read_len > 0)
-                    .then(|| BytesMut::with_capacity(request.read_len as usize)),
+                read_buf: (request.read_len > 0).then(|| match sink {
+                    Some(_) => BytesMut::new(),
+                    None => BytesMut::with_capacity(request.read_len as usize),
+                }),
+                sink: sink.clone().map(|pipe| Sink { pipe, spliced: 0 }),
             };
             let rx = self.submit(Some(kind), &mut build_scsi).await?;
             match rx.await {
                 Ok(Ok(Reply::Scsi(o))) => return Ok(o),
                 // The connection dropped: send it again once a new one is logged in; `submit`
                 // gives up when none comes within the replacement timeout.
-                Ok(Ok(Reply::Reissue)) => continue,
+                Ok(Ok(Reply::Reissue)) => {
+                    if let Some(p) = sink.take() {
+                        p.spoil();
+                    }
+                    continue;
+                }
                 Ok(Ok(other)) => {
                     return Err(IscsiError::Protocol(format!(
                         "SCSI task completed as {other:?}"
@@ -555,6 +574,20 @@ impl Session {
         data_out: &[Bytes],
         data_in_len: u32,
     ) -> Result<ScsiResult> {
+        self.execute_into(lun, cdb, data_out, data_in_len, &mut None)
+            .await
+    }
+
+    /// [`Session::execute`], splicing Data-In into `sink` while it is `Some` (see
+    /// [`crate::splice`]); the result's `piped` says how many bytes went there.
+    pub(crate) async fn execute_into(
+        &self,
+        lun: u64,
+        cdb: &[u8],
+        data_out: &[Bytes],
+        data_in_len: u32,
+        sink: &mut Option<Arc<SplicePipe>>,
+    ) -> Result<ScsiResult> {
         if cdb.len() > 16 {
             return Err(IscsiError::InvalidRequest("CDBs over 16 bytes".into()));
         }
@@ -571,10 +604,15 @@ impl Session {
         let mut delay = Duration::from_millis(1);
         let mut unit_attentions = 0;
         loop {
-            let o = self.run_once(&request).await?;
+            let o = self.run_once(&request, sink).await?;
             match outcome_to_result(o) {
                 Ok(r) => return Ok(r),
                 Err(e) if retryable(&e) => {
+                    // The finished attempt's bytes (if any) must not precede the next one's.
+                    if let Some(p) = sink.as_ref() {
+                        p.discard()
+                            .map_err(|e| IscsiError::Io(format!("Data-In pipe: {e}")))?;
+                    }
                     if let IscsiError::CheckCondition { .. } = e {
                         unit_attentions += 1;
                         if unit_attentions > 8 {
@@ -815,6 +853,7 @@ fn outcome_to_result(o: ScsiOutcome) -> Result<ScsiResult> {
         ScsiStatus::GOOD | ScsiStatus::CONDITION_MET => Ok(ScsiResult {
             status: o.status,
             data: o.data,
+            piped: o.piped,
             residual: o.underflow.unwrap_or(0),
         }),
         ScsiStatus::CHECK_CONDITION => match Sense::decode(&o.sense) {
@@ -935,6 +974,7 @@ mod tests {
             status: ScsiStatus::CHECK_CONDITION,
             sense: Bytes::copy_from_slice(&sense),
             data: Bytes::new(),
+            piped: 0,
             underflow: None,
         };
         match outcome_to_result(o) {
@@ -953,6 +993,7 @@ mod tests {
             status,
             sense: Bytes::new(),
             data: Bytes::new(),
+            piped: 0,
             underflow: None,
         };
         assert!(matches!(

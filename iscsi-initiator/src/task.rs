@@ -8,6 +8,7 @@ use iscsi_proto::pdu::{Lun, ScsiStatus, TmfResponse};
 use tokio::sync::oneshot;
 
 use crate::error::IscsiError;
+use crate::splice::SplicePipe;
 
 /// A SCSI command as the session keeps it until it completes (and reissues it after a
 /// reconnect).
@@ -64,6 +65,13 @@ pub(crate) enum Reply {
     Reissue,
 }
 
+/// A pipe a READ's payload is spliced into, and how much of it is there.
+#[derive(Debug)]
+pub(crate) struct Sink {
+    pub pipe: Arc<SplicePipe>,
+    pub spliced: usize,
+}
+
 /// Status, sense and data of a completed SCSI command.
 #[derive(Debug)]
 pub(crate) struct ScsiOutcome {
@@ -71,6 +79,8 @@ pub(crate) struct ScsiOutcome {
     pub status: ScsiStatus,
     pub sense: Bytes,
     pub data: Bytes,
+    /// Data-In bytes that went into the task's pipe instead of `data` (then `data` is empty).
+    pub piped: usize,
     /// Residual underflow reported by the target (bytes not transferred).
     pub underflow: Option<u32>,
 }
@@ -84,6 +94,9 @@ pub(crate) enum TaskKind {
         request: ScsiRequest,
         /// Data-In lands here, in order; None while the reader is filling it.
         read_buf: Option<BytesMut>,
+        /// Where in-order Data-In is spliced instead (None while the reader uses it, and
+        /// for good once it fell back to `read_buf`).
+        sink: Option<Sink>,
     },
     Nop,
     Tmf,

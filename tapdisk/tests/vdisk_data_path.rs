@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use iscsi_initiator::{PipedRead, SplicePipe};
 use iscsi_target::{ServerConfig, Target, TargetHandle};
 use pvd::nbd::{BlockBackend, NbdConfig, NbdServer};
 use pvd::vdisk::{VdiskConfig, VirtualDisk};
@@ -158,6 +159,35 @@ async fn layout_round_trip(stripes: u32, replicas: u32) {
     for (i, &(off, len)) in cases.iter().enumerate() {
         let got = disk.read(off, len as u32).await.unwrap();
         assert!(got == pattern(i as u64, len), "read back {off}+{len}");
+    }
+    // The same through pipes: a read on one server lands in the pipe, one that spans servers
+    // or extents comes back in a buffer; the bytes are the same either way.
+    let mut in_pipe = 0;
+    for (i, &(off, len)) in cases.iter().enumerate() {
+        let pipe = Arc::new(SplicePipe::new().unwrap());
+        let got = match disk.read_to_pipe(off, len as u32, &pipe).await.unwrap() {
+            PipedRead::InPipe(n) => {
+                assert_eq!(n, len);
+                in_pipe += 1;
+                let mut b = BytesMut::new();
+                pipe.drain_into(&mut b, n).unwrap();
+                b.freeze()
+            }
+            PipedRead::Bytes(b) => b,
+        };
+        assert!(got == pattern(i as u64, len), "piped read {off}+{len}");
+        assert!(pipe.is_reusable());
+    }
+    let snap = disk.stats().snapshot();
+    assert_eq!(snap.spliced_reads, in_pipe);
+    assert_eq!(snap.splice_fallbacks, cases.len() as u64 - in_pipe);
+    // (0, 4096) sits in one stripe unit of one extent; (7 MiB, 1 MiB) spans stripe units.
+    assert!(in_pipe >= 1, "no read went into its pipe");
+    if stripes > 1 {
+        assert!(
+            snap.splice_fallbacks >= 1,
+            "a read across servers was spliced"
+        );
     }
     disk.flush().await.unwrap();
     for (i, &(off, len)) in cases.iter().enumerate() {

@@ -10,7 +10,9 @@
 //! * WRITE: the payload is read from the socket into one buffer and handed down as [`Bytes`].
 //! * READ: the backend returns exactly `len` bytes as [`Bytes`] (one buffer, or a buffer built
 //!   from slices of cached data); the frontend writes them to the socket with a vectored
-//!   write after the reply header.
+//!   write after the reply header. Or, offered a pipe ([`BlockBackend::read_to_pipe`]), the
+//!   backend may leave the bytes in it and the frontend splices them to the socket, so they
+//!   never pass through user memory.
 //!
 //! Many operations run concurrently on one backend (from several requests of one connection
 //! and from several connections). Ordering between overlapping in-flight requests is not
@@ -20,8 +22,10 @@
 //! [`BlockBackend::multi_conn_safe`] is true) is durable.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
+pub use iscsi_initiator::{PipedRead, SplicePipe};
 
 use super::wire::Errno;
 
@@ -94,6 +98,20 @@ pub trait BlockBackend: Send + Sync + 'static {
     /// Reads `len` bytes at `offset`; the result must be exactly `len` bytes long.
     fn read(&self, offset: u64, len: u32) -> impl Future<Output = BackendResult<Bytes>> + Send;
 
+    /// Reads `len` bytes at `offset`, into `pipe` if the backend can move them there without
+    /// copying (then [`PipedRead::InPipe`] with `len` and the pipe holds exactly those bytes),
+    /// else into a buffer like [`BlockBackend::read`]. The frontend offers a pipe only when it
+    /// can splice the reply out of it.
+    fn read_to_pipe(
+        &self,
+        offset: u64,
+        len: u32,
+        pipe: &Arc<SplicePipe>,
+    ) -> impl Future<Output = BackendResult<PipedRead>> + Send {
+        let _ = pipe;
+        async move { self.read(offset, len).await.map(PipedRead::Bytes) }
+    }
+
     /// Writes `data` at `offset`; with `fua`, completes only once the data is durable.
     fn write(
         &self,
@@ -126,7 +144,7 @@ pub trait BlockBackend: Send + Sync + 'static {
     }
 }
 
-impl<B: BlockBackend> BlockBackend for std::sync::Arc<B> {
+impl<B: BlockBackend> BlockBackend for Arc<B> {
     fn size(&self) -> u64 {
         (**self).size()
     }
@@ -138,6 +156,14 @@ impl<B: BlockBackend> BlockBackend for std::sync::Arc<B> {
     }
     fn read(&self, offset: u64, len: u32) -> impl Future<Output = BackendResult<Bytes>> + Send {
         (**self).read(offset, len)
+    }
+    fn read_to_pipe(
+        &self,
+        offset: u64,
+        len: u32,
+        pipe: &Arc<SplicePipe>,
+    ) -> impl Future<Output = BackendResult<PipedRead>> + Send {
+        (**self).read_to_pipe(offset, len, pipe)
     }
     fn write(
         &self,

@@ -25,6 +25,7 @@ pub mod file_backend;
 pub mod handshake;
 pub mod mem_backend;
 pub mod observer;
+mod reply_out;
 pub mod server;
 pub mod transmission;
 pub mod wire;

@@ -287,7 +287,7 @@ impl<B: BlockBackend> NbdServer<B> {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send,
         R: AsyncRead + Unpin + Send,
-        W: AsyncWrite + Unpin + Send,
+        W: super::reply_out::ReplyOut,
     {
         self.counters
             .connections_accepted

@@ -12,19 +12,20 @@
 //! server shutdown), in-flight operations still complete and their replies are sent (after a
 //! shutdown, unless the client leaves a reply unread for `SHUTDOWN_WRITE_GRACE`).
 
-use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use iscsi_initiator::{PipedRead, SplicePipe};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::backend::BlockBackend;
 use super::handshake::Negotiated;
 use super::observer::{RequestObserver, RequestTiming, ServerCounters};
+use super::reply_out::{write_all_vectored, ReplyOut};
 use super::wire::{
     encode_chunk_header, encode_simple_reply, BadRequestMagic, ChunkType, CommandFlags,
     CommandType, Errno, RequestHeader, CHUNK_FLAG_DONE, REQUEST_LEN,
@@ -39,6 +40,12 @@ const MAX_REPLY_BATCH: usize = 64;
 /// Stop gathering finished requests for one vectored write at this many bytes of READ data
 /// (what the write copies is then still in the cache).
 const REPLY_BATCH_BYTES: usize = 256 * 1024;
+/// READs of at least this many bytes are offered a pipe when the socket can splice (smaller
+/// ones cost less copied than moved by page reference).
+const SPLICE_MIN_READ: u32 = 64 * 1024;
+/// Most pipes one connection has lent out at once (two descriptors each); READs beyond them
+/// are copied.
+const MAX_PIPES_PER_CONNECTION: usize = 32;
 /// Read buffer of a connection (requests and WRITE payloads are cut from it).
 const READ_BUFFER: usize = 64 * 1024;
 /// Spare room below which the read buffer grows before a socket read.
@@ -163,13 +170,18 @@ struct Reply {
     length: u32,
     received: Instant,
     result: Result<Option<Bytes>, Errno>,
+    /// The pipe lent to a READ's backend operation, if any.
+    pipe: Option<Arc<SplicePipe>>,
+    /// Bytes of the READ's data waiting in `pipe` (instead of in `result`).
+    piped: usize,
 }
 
 impl Reply {
     fn data_len(&self) -> usize {
         match &self.result {
             Ok(Some(d)) => d.len(),
-            _ => 0,
+            Ok(None) => self.piped,
+            Err(_) => 0,
         }
     }
 }
@@ -242,6 +254,8 @@ impl RequestReader {
             length: header.length,
             received,
             result: Ok(None),
+            pipe: None,
+            piped: 0,
         };
         let mut payload = None;
         if header.command == CommandType::WRITE {
@@ -297,8 +311,37 @@ async fn serve_request<B: BlockBackend>(b: &B, op: Operation, max: u32, mut repl
     reply
 }
 
-/// The reply side of a connection: writes batches of replies with one vectored write and
-/// reports each request's timing.
+/// Serves a READ with `pipe` lent to the backend ([`BlockBackend::read_to_pipe`]).
+async fn serve_read_to_pipe<B: BlockBackend>(
+    b: &B,
+    offset: u64,
+    len: u32,
+    pipe: Arc<SplicePipe>,
+    mut reply: Reply,
+) -> Reply {
+    reply.result = match b.read_to_pipe(offset, len, &pipe).await {
+        Ok(PipedRead::InPipe(n)) if n == len as usize => {
+            reply.piped = n;
+            Ok(None)
+        }
+        Ok(PipedRead::Bytes(d)) if d.len() == len as usize => Ok(Some(d)),
+        Ok(other) => {
+            let got = match other {
+                PipedRead::InPipe(n) => n,
+                PipedRead::Bytes(d) => d.len(),
+            };
+            tracing::error!(offset, len, got, "backend returned a short read");
+            Err(Errno::EIO)
+        }
+        Err(e) => Err(failed("read", offset, len as u64, &e)),
+    };
+    reply.pipe = Some(pipe);
+    reply
+}
+
+/// The reply side of a connection: writes batches of replies with one vectored write (a READ
+/// whose data waits in a pipe ends a vectored write and is spliced after it), keeps the pipes
+/// for reuse and reports each request's timing.
 struct ReplyWriter<W> {
     w: W,
     structured: bool,
@@ -307,9 +350,37 @@ struct ReplyWriter<W> {
     spans: Vec<(usize, usize)>,
     observer: Option<Arc<dyn RequestObserver>>,
     counters: Arc<ServerCounters>,
+    /// Empty pipes to lend to the next READs.
+    pipes: Vec<Arc<SplicePipe>>,
+    /// Pipes lent to READs whose replies are not written yet.
+    lent: usize,
 }
 
-impl<W: AsyncWrite + Unpin> ReplyWriter<W> {
+impl<W: ReplyOut> ReplyWriter<W> {
+    /// A pipe for a READ of `len` bytes, when the socket can splice and the READ is large
+    /// enough to gain from it.
+    fn lend_pipe(&mut self, len: u32) -> Option<Arc<SplicePipe>> {
+        if len < SPLICE_MIN_READ
+            || self.broken
+            || self.lent >= MAX_PIPES_PER_CONNECTION
+            || !self.w.splices()
+        {
+            return None;
+        }
+        let pipe = match self.pipes.pop() {
+            Some(p) => p,
+            None => match SplicePipe::new() {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no pipe for a READ; its data is copied");
+                    return None;
+                }
+            },
+        };
+        self.lent += 1;
+        Some(pipe)
+    }
+
     /// Writes every reply of `batch` (in order, never interleaved) and empties it. Once
     /// `shutdown` turned true, a write stuck longer than [`SHUTDOWN_WRITE_GRACE`] gives up.
     async fn write(
@@ -326,19 +397,23 @@ impl<W: AsyncWrite + Unpin> ReplyWriter<W> {
                 encode_reply_header(&mut self.headers, r, self.structured);
                 self.spans.push((start, self.headers.len()));
             }
-            let mut bufs: Vec<&[u8]> = Vec::with_capacity(batch.len() * 2);
-            for (r, &(a, b)) in batch.iter().zip(&self.spans) {
-                bufs.push(&self.headers[a..b]);
-                if let Ok(Some(data)) = &r.result {
-                    if !data.is_empty() {
-                        bufs.push(data);
-                    }
-                }
-            }
+            let (w, headers, spans) = (&mut self.w, &self.headers, &self.spans);
             let written = tokio::select! {
                 r = async {
-                    write_all_vectored(&mut self.w, &bufs).await?;
-                    self.w.flush().await
+                    let mut bufs: Vec<&[u8]> = Vec::with_capacity(batch.len() * 2);
+                    for (r, &(a, b)) in batch.iter().zip(spans) {
+                        bufs.push(&headers[a..b]);
+                        match (&r.result, &r.pipe) {
+                            (Ok(Some(data)), _) if !data.is_empty() => bufs.push(data),
+                            (Ok(None), Some(pipe)) if r.piped > 0 => {
+                                w.send_piped(&bufs, pipe, r.piped).await?;
+                                bufs.clear();
+                            }
+                            _ => {}
+                        }
+                    }
+                    write_all_vectored(w, &bufs).await?;
+                    w.flush().await
                 } => r,
                 _ = async {
                     shutdown_signalled(shutdown).await;
@@ -351,7 +426,15 @@ impl<W: AsyncWrite + Unpin> ReplyWriter<W> {
             }
         }
         let replied = Instant::now();
-        for r in batch.drain(..) {
+        for mut r in batch.drain(..) {
+            if let Some(p) = r.pipe.take() {
+                // A pipe goes back only empty and unspoiled; after a failed write it may
+                // still hold a reply's data.
+                self.lent -= 1;
+                if !self.broken && p.is_reusable() {
+                    self.pipes.push(p);
+                }
+            }
             let timing = RequestTiming {
                 command: r.command,
                 offset: r.offset,
@@ -389,7 +472,7 @@ impl<B: BlockBackend> Connection<B> {
     ) -> Result<(), TransmissionError>
     where
         R: AsyncRead + Unpin + Send,
-        W: AsyncWrite + Unpin + Send,
+        W: ReplyOut,
     {
         let backend: &B = &self.backend;
         let max = self.limits.max_request;
@@ -401,6 +484,8 @@ impl<B: BlockBackend> Connection<B> {
             spans: Vec::with_capacity(MAX_REPLY_BATCH),
             observer: self.observer.clone(),
             counters: self.counters.clone(),
+            pipes: Vec::new(),
+            lent: 0,
         };
         let mut requests = RequestReader::new();
         let mut inflight = FuturesUnordered::new();
@@ -417,7 +502,16 @@ impl<B: BlockBackend> Connection<B> {
                         if let Some(p) = &self.busy_poll {
                             p.mark_request(reply.length, inflight.len() + ready.len() + 1);
                         }
-                        inflight.push(serve_request(backend, op, max, reply))
+                        let pipe = match op {
+                            Operation::Read { len, .. } => out.lend_pipe(len),
+                            _ => None,
+                        };
+                        inflight.push(match (op, pipe) {
+                            (Operation::Read { offset, len }, Some(pipe)) => {
+                                serve_read_to_pipe(backend, offset, len, pipe, reply).left_future()
+                            }
+                            (op, _) => serve_request(backend, op, max, reply).right_future(),
+                        })
                     }
                     Ok(Step::Answer(reply)) => ready.push(reply),
                     Ok(Step::NeedMore) => break,
@@ -586,10 +680,13 @@ async fn execute<B: BlockBackend>(b: &B, op: Operation, max: u32) -> Result<Opti
         }
         Operation::Nothing => Ok(None),
     };
-    r.map_err(|e| {
-        tracing::warn!(op = what, offset = at, len = bytes, error = %e, "NBD request failed in the backend");
-        e.errno()
-    })
+    r.map_err(|e| failed(what, at, bytes, &e))
+}
+
+/// Logs a backend failure; the error value for the reply.
+fn failed(what: &str, at: u64, bytes: u64, e: &super::backend::BackendError) -> Errno {
+    tracing::warn!(op = what, offset = at, len = bytes, error = %e, "NBD request failed in the backend");
+    e.errno()
 }
 
 /// Splits `[offset, offset+len)` into pieces of at most `max` bytes.
@@ -608,13 +705,14 @@ fn pieces(offset: u64, len: u32, max: u32) -> impl Iterator<Item = (u64, u32)> {
 }
 
 fn encode_reply_header(out: &mut BytesMut, r: &Reply, structured: bool) {
+    let data_len = r.data_len();
     match (&r.result, structured) {
-        (Ok(Some(data)), true) if !data.is_empty() => encode_chunk_header(
+        (Ok(_), true) if data_len > 0 => encode_chunk_header(
             out,
             CHUNK_FLAG_DONE,
             ChunkType::OFFSET_DATA,
             r.cookie,
-            8 + data.len() as u32,
+            8 + data_len as u32,
         ),
         (Ok(_), true) if r.command == CommandType::READ => {
             encode_chunk_header(out, CHUNK_FLAG_DONE, ChunkType::NONE, r.cookie, 0);
@@ -637,37 +735,6 @@ fn encode_reply_header(out: &mut BytesMut, r: &Reply, structured: bool) {
     }
     // Structured OFFSET_DATA: the offset precedes the data.
     out.put_u64(r.offset);
-}
-
-/// Writes every (non-empty) buffer of `bufs`, in order, with as few syscalls as the socket
-/// allows.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    bufs: &[&[u8]],
-) -> std::io::Result<()> {
-    let (mut idx, mut off) = (0usize, 0usize);
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
-    while idx < bufs.len() {
-        slices.clear();
-        slices.push(IoSlice::new(&bufs[idx][off..]));
-        slices.extend(bufs[idx + 1..].iter().map(|b| IoSlice::new(b)));
-        let mut n = w.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && idx < bufs.len() {
-            let left = bufs[idx].len() - off;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -109,6 +109,11 @@ pub struct VdiskStats {
     pub batches: AtomicU64,
     /// Zero-fill fallbacks (WRITE SAME refused).
     pub zero_fallbacks: AtomicU64,
+    /// Reads whose payload went from the iSCSI socket to the NBD socket through a pipe.
+    pub spliced_reads: AtomicU64,
+    /// Reads offered a pipe whose payload came back in a buffer instead (spanning servers,
+    /// merged, queued behind writes, or the initiator fell back).
+    pub splice_fallbacks: AtomicU64,
 }
 
 const NBD_KINDS: [&str; 6] = ["read", "write", "flush", "trim", "write_zeroes", "other"];
@@ -133,6 +138,8 @@ impl VdiskStats {
             merged_requests: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             zero_fallbacks: AtomicU64::new(0),
+            spliced_reads: AtomicU64::new(0),
+            splice_fallbacks: AtomicU64::new(0),
         }
     }
 
@@ -164,6 +171,8 @@ impl VdiskStats {
             merged_requests: g(&self.merged_requests),
             batches: g(&self.batches),
             zero_fallbacks: g(&self.zero_fallbacks),
+            spliced_reads: g(&self.spliced_reads),
+            splice_fallbacks: g(&self.splice_fallbacks),
             servers: self
                 .servers
                 .iter()
@@ -240,6 +249,10 @@ pub struct StatsSnapshot {
     pub merged_requests: u64,
     pub batches: u64,
     pub zero_fallbacks: u64,
+    #[serde(default)]
+    pub spliced_reads: u64,
+    #[serde(default)]
+    pub splice_fallbacks: u64,
     pub servers: Vec<ServerSnapshot>,
 }
 
@@ -314,6 +327,11 @@ impl StatsSnapshot {
             self.merged_requests,
             self.zero_fallbacks
         );
+        let _ = writeln!(
+            o,
+            "reads spliced {}, splice fallbacks {}",
+            self.spliced_reads, self.splice_fallbacks
+        );
         for s in &self.servers {
             let _ = writeln!(
                 o,
@@ -350,6 +368,8 @@ impl StatsSnapshot {
             ("merged_requests_total", self.merged_requests),
             ("batches_total", self.batches),
             ("zero_fill_fallbacks_total", self.zero_fallbacks),
+            ("spliced_reads_total", self.spliced_reads),
+            ("splice_fallbacks_total", self.splice_fallbacks),
             ("iscsi_commands_total", self.iscsi_total()),
         ];
         for (name, v) in counters {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use iscsi_initiator::{IscsiError, SessionConfig};
+use iscsi_initiator::{IscsiError, PipedRead, SessionConfig, SplicePipe};
 use pvd_mapping::{ExtentTable, ReplicaSet, Segment, ServerPiece};
 
 use crate::nbd::{BackendError, BackendResult, BlockBackend};
@@ -331,6 +331,48 @@ impl Inner {
         (Err(last), done)
     }
 
+    /// [`Inner::read_range`] into `pipe` when the range is one piece on one server (then the
+    /// payload never enters user memory); else, or when that server fails, the ordinary way.
+    async fn read_range_to_pipe(
+        &self,
+        offset: u64,
+        len: u64,
+        pipe: &Arc<SplicePipe>,
+    ) -> (Result<PipedRead, String>, Instant) {
+        let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
+        let (pieces, t) = match self.pieces(offset, len, ReplicaSet::Rotate(turn)) {
+            Ok(p) => p,
+            Err(e) => return (Err(e), Instant::now()),
+        };
+        if let [p] = pieces.as_slice() {
+            if p.segments.len() == 1 && p.segments[0].buf_offset == 0 {
+                let (r, done) = self
+                    .servers
+                    .read_to_pipe_from(p.target, p.lba, p.len, pipe, t)
+                    .await;
+                self.stats
+                    .record(Stage::Servers, done.saturating_duration_since(t));
+                match r {
+                    Ok(PipedRead::InPipe(n)) => {
+                        self.stats.spliced_reads.fetch_add(1, Ordering::Relaxed);
+                        return (Ok(PipedRead::InPipe(n)), done);
+                    }
+                    Ok(bytes) => {
+                        self.stats.splice_fallbacks.fetch_add(1, Ordering::Relaxed);
+                        return (Ok(bytes), done);
+                    }
+                    // The next replicas, the ordinary way (the pipe may hold part of this
+                    // attempt, so it is not used again).
+                    Err(_) if self.table.geometry().replicas > 1 => {}
+                    Err(e) => return (Err(e), done),
+                }
+            }
+        }
+        self.stats.splice_fallbacks.fetch_add(1, Ordering::Relaxed);
+        let (r, done) = self.read_range(offset, len).await;
+        (r.map(PipedRead::Bytes), done)
+    }
+
     /// TRIM: UNMAP on every replica.
     async fn trim_range(&self, offset: u64, len: u64) -> Result<(), String> {
         let (pieces, _) = self.pieces(offset, len, ReplicaSet::All)?;
@@ -389,6 +431,15 @@ impl BlockBackend for VirtualDisk {
 
     async fn read(&self, offset: u64, len: u32) -> BackendResult<Bytes> {
         queue::submit(&self.inner, offset, len as u64, None, false).await
+    }
+
+    async fn read_to_pipe(
+        &self,
+        offset: u64,
+        len: u32,
+        pipe: &Arc<SplicePipe>,
+    ) -> BackendResult<PipedRead> {
+        queue::submit_read_to_pipe(&self.inner, offset, len as u64, pipe).await
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> BackendResult<()> {

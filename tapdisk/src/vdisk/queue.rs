@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use iscsi_initiator::{PipedRead, SplicePipe};
 use tokio::sync::oneshot;
 
 use super::Inner;
@@ -243,6 +244,40 @@ pub async fn submit(
     let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
     inner.stats.record(Stage::Backend, enqueued.elapsed());
     r
+}
+
+/// A read into `pipe` ([`Inner::read_range_to_pipe`]) when it finds nothing queued (it is
+/// served alone, as [`submit`] would); otherwise queued like any read, into a buffer.
+pub async fn submit_read_to_pipe(
+    inner: &Arc<Inner>,
+    offset: u64,
+    len: u64,
+    pipe: &Arc<SplicePipe>,
+) -> BackendResult<PipedRead> {
+    let enqueued = Instant::now();
+    let alone = {
+        let mut st = inner.queue.lock();
+        let alone = st.pending.is_empty();
+        if alone {
+            st.running += 1;
+            st.remember_end(offset + len);
+        }
+        alone
+    };
+    if !alone {
+        inner.stats.splice_fallbacks.fetch_add(1, Ordering::Relaxed);
+        return submit(inner, offset, len, None, false)
+            .await
+            .map(PipedRead::Bytes);
+    }
+    let slot = InlineSlot(inner);
+    inner.stats.record(Stage::QueueWait, Duration::ZERO);
+    inner.stats.record(Stage::SortMerge, Duration::ZERO);
+    inner.stats.batches.fetch_add(1, Ordering::Relaxed);
+    let (r, done) = inner.read_range_to_pipe(offset, len, pipe).await;
+    drop(slot);
+    inner.stats.record(Stage::Backend, done - enqueued);
+    r.map_err(BackendError::Failed)
 }
 
 /// Serves a request that holds a slot and found nothing queued: a batch of one, without the

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use iscsi_initiator::{IscsiError, Session, SessionConfig};
+use iscsi_initiator::{IscsiError, PipedRead, Session, SessionConfig, SplicePipe};
 use pvd_mapping::TargetAddr;
 
 use super::VdiskError;
@@ -199,6 +199,41 @@ impl Servers {
             Ok(b) => {
                 s.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
                 Ok(b)
+            }
+            Err(e) => {
+                s.errors.fetch_add(1, Ordering::Relaxed);
+                Err(failure(&l.name, l.lun, lba, "READ", &e))
+            }
+        };
+        (r, done)
+    }
+
+    /// [`Servers::read_from`] into `pipe` when the initiator can splice the payload there
+    /// ([`Session::read_to_pipe`]).
+    pub async fn read_to_pipe_from(
+        &self,
+        t: u32,
+        lba: u64,
+        len: u64,
+        pipe: &Arc<SplicePipe>,
+        start: Instant,
+    ) -> (Result<PipedRead, String>, Instant) {
+        let l = &self.luns[t as usize];
+        let s = &self.stats.servers[t as usize];
+        let Ok(blocks) = u32::try_from(len / l.block_size as u64) else {
+            let e = format!("server {} read of {len} bytes is too long", l.name);
+            return (Err(e), start);
+        };
+        let r = self.sessions[l.session]
+            .read_to_pipe(l.lun, lba, blocks, pipe)
+            .await;
+        let done = Instant::now();
+        s.round_trip.record(done.saturating_duration_since(start));
+        s.reads.fetch_add(1, Ordering::Relaxed);
+        let r = match r {
+            Ok(p) => {
+                s.bytes_read.fetch_add(len, Ordering::Relaxed);
+                Ok(p)
             }
             Err(e) => {
                 s.errors.fetch_add(1, Ordering::Relaxed);
