@@ -192,7 +192,11 @@ pub(crate) async fn run_reader(
         let bhs = Bhs::from_slice(&buf[..BHS_LEN]).expect("48 bytes buffered");
         let header_end = BHS_LEN + bhs.ahs_len();
         let hlen = header_end + digests.header_len();
-        fill(&mut sock, &mut buf, hlen).await?;
+        if header_only {
+            fill_exact(&mut sock, &mut buf, hlen).await?;
+        } else {
+            fill(&mut sock, &mut buf, hlen).await?;
+        }
         if digests.header {
             let mut d = [0u8; 4];
             d.copy_from_slice(&buf[header_end..hlen]);

@@ -141,7 +141,7 @@ async fn reads_are_spliced_into_pipes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipe_out_of_slots_or_data_digests_fall_back_to_a_buffer() {
+async fn a_pipe_out_of_slots_or_data_digests_fall_back_to_a_buffer_header_digests_do_not() {
     let (_dir, t, s) = pair(32 << 20).await;
     let src = pattern(5, 2 << 20);
     s.write(0, 0, src.clone(), false).await.unwrap();
@@ -162,6 +162,16 @@ async fn a_pipe_out_of_slots_or_data_digests_fall_back_to_a_buffer() {
     assert!(got == src.slice(..1 << 20) && !spliced);
     assert!(pipe.is_reusable());
     d.logout().await.unwrap();
+
+    // Header digests alone do not stop splicing (the payload is not checked).
+    let mut c = SessionConfig::new(t.local_addr().to_string(), IQN);
+    c.header_digest = true;
+    let h = Session::connect(c).await.unwrap();
+    for _ in 0..3 {
+        let (got, spliced) = read_via_pipe(&h, 0, 1 << 20, &pipe).await;
+        assert!(got == src.slice(..1 << 20) && spliced);
+    }
+    h.logout().await.unwrap();
     t.shutdown().await;
 }
 
