@@ -104,22 +104,12 @@ impl Session {
 
     /// Reads `blocks` blocks at `lba`. The Data-In PDUs land in one buffer, returned as is.
     pub async fn read(&self, lun: u64, lba: u64, blocks: u32) -> Result<Bytes> {
-        let bl = self.block_len(lun).await?;
-        let len = blocks as u64 * bl as u64;
-        let len = u32::try_from(len)
-            .map_err(|_| IscsiError::InvalidRequest(format!("read of {len} bytes")))?;
-        let cdb: &[u8] = &match (u32::try_from(lba), u16::try_from(blocks)) {
-            (Ok(l), Ok(b)) => cdb16(&build::read10(l, b, false)),
-            _ => build::read16(lba, blocks, false),
-        };
-        let r = self.execute(lun, &cdb[..cdb_len(cdb)], &[], len).await?;
-        if r.data.len() != len as usize {
-            return Err(IscsiError::Protocol(format!(
-                "read returned {} of {len} bytes",
-                r.data.len()
-            )));
+        match self.read_into(lun, lba, blocks, None).await? {
+            PipedRead::Bytes(b) => Ok(b),
+            PipedRead::InPipe(_) => Err(IscsiError::Protocol(
+                "read without a pipe reported data in one".into(),
+            )),
         }
-        Ok(r.data)
     }
 
     /// Reads `blocks` blocks at `lba` like [`Session::read`], moving the payload into `pipe`
@@ -134,6 +124,18 @@ impl Session {
         blocks: u32,
         pipe: &Arc<SplicePipe>,
     ) -> Result<PipedRead> {
+        self.read_into(lun, lba, blocks, Some(pipe)).await
+    }
+
+    /// READ (10), or READ (16) when the LBA or length needs it, with the Data-In spliced into
+    /// `pipe` if there is one; checks that every byte came.
+    async fn read_into(
+        &self,
+        lun: u64,
+        lba: u64,
+        blocks: u32,
+        pipe: Option<&Arc<SplicePipe>>,
+    ) -> Result<PipedRead> {
         let bl = self.block_len(lun).await?;
         let len = blocks as u64 * bl as u64;
         let len = u32::try_from(len)
@@ -142,7 +144,7 @@ impl Session {
             (Ok(l), Ok(b)) => cdb16(&build::read10(l, b, false)),
             _ => build::read16(lba, blocks, false),
         };
-        let mut sink = Some(pipe.clone());
+        let mut sink = pipe.cloned();
         let r = self
             .execute_into(lun, &cdb[..cdb_len(cdb)], &[], len, &mut sink)
             .await?;

@@ -185,26 +185,11 @@ impl Servers {
         len: u64,
         start: Instant,
     ) -> (Result<Bytes, String>, Instant) {
-        let l = &self.luns[t as usize];
-        let s = &self.stats.servers[t as usize];
-        let Ok(blocks) = u32::try_from(len / l.block_size as u64) else {
-            let e = format!("server {} read of {len} bytes is too long", l.name);
-            return (Err(e), start);
-        };
-        let r = self.sessions[l.session].read(l.lun, lba, blocks).await;
-        let done = Instant::now();
-        s.round_trip.record(done.saturating_duration_since(start));
-        s.reads.fetch_add(1, Ordering::Relaxed);
-        let r = match r {
-            Ok(b) => {
-                s.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
-                Ok(b)
-            }
-            Err(e) => {
-                s.errors.fetch_add(1, Ordering::Relaxed);
-                Err(failure(&l.name, l.lun, lba, "READ", &e))
-            }
-        };
+        let (r, done) = self.read_into(t, lba, len, None, start).await;
+        let r = r.and_then(|p| match p {
+            PipedRead::Bytes(b) => Ok(b),
+            PipedRead::InPipe(_) => Err(format!("server {} read went into no pipe", self.name(t))),
+        });
         (r, done)
     }
 
@@ -218,15 +203,28 @@ impl Servers {
         pipe: &Arc<SplicePipe>,
         start: Instant,
     ) -> (Result<PipedRead, String>, Instant) {
+        self.read_into(t, lba, len, Some(pipe), start).await
+    }
+
+    async fn read_into(
+        &self,
+        t: u32,
+        lba: u64,
+        len: u64,
+        pipe: Option<&Arc<SplicePipe>>,
+        start: Instant,
+    ) -> (Result<PipedRead, String>, Instant) {
         let l = &self.luns[t as usize];
         let s = &self.stats.servers[t as usize];
         let Ok(blocks) = u32::try_from(len / l.block_size as u64) else {
             let e = format!("server {} read of {len} bytes is too long", l.name);
             return (Err(e), start);
         };
-        let r = self.sessions[l.session]
-            .read_to_pipe(l.lun, lba, blocks, pipe)
-            .await;
+        let session = &self.sessions[l.session];
+        let r = match pipe {
+            Some(p) => session.read_to_pipe(l.lun, lba, blocks, p).await,
+            None => session.read(l.lun, lba, blocks).await.map(PipedRead::Bytes),
+        };
         let done = Instant::now();
         s.round_trip.record(done.saturating_duration_since(start));
         s.reads.fetch_add(1, Ordering::Relaxed);
