@@ -93,8 +93,8 @@ pub struct TargetArgs {
     /// devices with deep queues).
     #[arg(long, default_value_t = 4)]
     pub io_threads: usize,
-    /// Keep polling the sockets for US microseconds after a command arrives or is answered
-    /// (one of at most 64 KiB, or any while at most two are in flight), instead of sleeping
+    /// Keep polling the sockets for US microseconds after a command of at most 64 KiB arrives
+    /// or is answered, instead of sleeping
     /// until the next packet (0: never poll). Saves a sleep and wake-up (20-50 us) per
     /// command, at the price of the CPU time spent polling; at most 10000. Applies to
     /// --config too.

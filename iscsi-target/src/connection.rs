@@ -586,12 +586,7 @@ impl Conn {
             return;
         }
         if let Some(p) = &self.state.busy_poll {
-            let in_flight = self
-                .shared
-                .window
-                .in_flight
-                .load(std::sync::atomic::Ordering::Relaxed) as usize;
-            p.mark_request(cmd.expected_data_transfer_length, in_flight + 1);
+            p.mark_small_request(cmd.expected_data_transfer_length);
         }
         let lun_number = cmd.lun.number();
         let lun_index = lun_number
@@ -800,12 +795,7 @@ impl Conn {
                     shared.finish(itt, pdus);
                     if let Some(p) = poll {
                         // The next command of a queue-depth-1 initiator comes soon.
-                        let in_flight = shared
-                            .window
-                            .in_flight
-                            .load(std::sync::atomic::Ordering::Relaxed)
-                            as usize;
-                        p.mark_request(info.edtl, in_flight);
+                        p.mark_small_request(info.edtl);
                     }
                 });
             }
