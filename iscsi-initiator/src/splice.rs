@@ -16,11 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
 
-/// Pipe size asked for (`F_SETPIPE_SZ`): its slots (one per page or socket fragment) bound
-/// how much of a payload fits before the reader falls back to a buffer.
-pub const PIPE_BYTES: usize = 1 << 20;
-/// Smaller size tried when the first is refused (an unprivileged user over its pipe quota).
-const PIPE_BYTES_FALLBACK: usize = 256 << 10;
+/// Pipe size asked for (`F_SETPIPE_SZ`): its slots (one per socket fragment, which may be a
+/// single 4 KiB page) bound how much of a payload fits before the reader falls back to a
+/// buffer; 4 MiB holds the tapdisk's largest default request even in page-sized fragments.
+pub const PIPE_BYTES: usize = 4 << 20;
+/// Smaller sizes tried when the first is refused (an unprivileged user may not go above
+/// `/proc/sys/fs/pipe-max-size`, 1 MiB by default, nor over its pipe quota).
+const PIPE_BYTES_FALLBACKS: [usize; 2] = [1 << 20, 256 << 10];
 
 /// A non-blocking pipe that READ payloads are spliced into (see the module documentation).
 #[derive(Debug)]
@@ -59,7 +61,7 @@ impl SplicePipe {
     /// of a smaller size.
     pub fn new() -> io::Result<SplicePipe> {
         let p = SplicePipe::open()?;
-        for size in [PIPE_BYTES, PIPE_BYTES_FALLBACK] {
+        for size in std::iter::once(PIPE_BYTES).chain(PIPE_BYTES_FALLBACKS) {
             if p.resize(size).is_ok() {
                 break;
             }
