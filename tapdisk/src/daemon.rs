@@ -28,9 +28,7 @@ pub const DEFAULT_NBD: &str = "127.0.0.1:10809";
 ///
 /// The disk's extents are read and written with iSCSI straight on the storage servers the
 /// mapping file names; a control socket `FILE.ctl` next to the mapping file answers
-/// `pvd tapdisk stats --map FILE`. Payloads are not copied on the way: writes are slices of
-/// the received request, and a READ of 64 KiB or more on one server goes from the iSCSI
-/// socket to the NBD socket through a pipe (splice), never through the daemon's memory.
+/// `pvd tapdisk stats --map FILE`.
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TapdiskCommand {

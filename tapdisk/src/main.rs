@@ -22,6 +22,11 @@ enum Command {
     /// Talk to an iSCSI target: discover, info, read, write, bench.
     Iscsi(iscsi_initiator::cli::IscsiCommand),
     /// Serve a virtual disk over NBD from its mapping file (`pvd tapdisk stats` to inspect).
+    ///
+    /// The disk's extents are read and written with iSCSI straight on the storage servers the
+    /// mapping file names. Payloads are not copied on the way: a write's data is a slice of
+    /// the received request, and a READ of 64 KiB or more on one server goes from the iSCSI
+    /// socket to the NBD socket through a pipe (splice), never through the daemon's memory.
     Tapdisk(pvd::daemon::TapdiskCommand),
     /// Measure throughput and per-request cost of a physical file, a virtual disk and a striped
     /// virtual disk (thesis Figures 3.1 and 6.1, Table 3.1); tables, CSV, SVG chart.
