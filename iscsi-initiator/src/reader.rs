@@ -143,13 +143,18 @@ async fn splice_payload(
         let r = stream.try_io(Interest::READABLE, || {
             match pipe.splice_from(fd, dlen - done) {
                 Ok(n) => Ok(Some(n)),
-                // No free slot while the socket has data: tell it apart from "nothing to
-                // read" (which must clear the readiness, as WouldBlock does).
+                // Tell "no free slot in the pipe" apart from "nothing to read" (which must
+                // clear the readiness, as WouldBlock does). Data may have arrived just after
+                // the splice found none, so once the socket has some, splice again: only this
+                // task reads the socket, so if that fails too the pipe is full.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if readable_bytes(fd)? > 0 {
-                        Ok(None)
-                    } else {
-                        Err(e)
+                    if readable_bytes(fd)? == 0 {
+                        return Err(e);
+                    }
+                    match pipe.splice_from(fd, dlen - done) {
+                        Ok(n) => Ok(Some(n)),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+                        Err(e) => Err(e),
                     }
                 }
                 Err(e) => Err(e),
