@@ -2,13 +2,13 @@
 //! READ / WRITE (10 or 16), SYNCHRONIZE CACHE, UNMAP, WRITE SAME (unmap), COMPARE AND WRITE,
 //! REPORT LUNS, TEST UNIT READY.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use iscsi_proto::scsi::build;
 use iscsi_proto::scsi::capacity::{ReadCapacity10Data, ReadCapacity16Data};
 use iscsi_proto::scsi::inquiry::StandardInquiry;
 use iscsi_proto::scsi::luns::decode_report_luns;
-
-use std::sync::Arc;
 
 use crate::error::{IscsiError, Result};
 use crate::session::Session;
@@ -21,6 +21,16 @@ pub enum PipedRead {
     InPipe(usize),
     /// The whole read, in a buffer (the pipe holds nothing of it).
     Bytes(Bytes),
+}
+
+impl PipedRead {
+    /// The data, if it is in a buffer.
+    pub fn buffered(self) -> Option<Bytes> {
+        match self {
+            PipedRead::Bytes(b) => Some(b),
+            PipedRead::InPipe(_) => None,
+        }
+    }
 }
 
 /// Size of a logical unit.
@@ -104,12 +114,11 @@ impl Session {
 
     /// Reads `blocks` blocks at `lba`. The Data-In PDUs land in one buffer, returned as is.
     pub async fn read(&self, lun: u64, lba: u64, blocks: u32) -> Result<Bytes> {
-        match self.read_into(lun, lba, blocks, None).await? {
-            PipedRead::Bytes(b) => Ok(b),
-            PipedRead::InPipe(_) => Err(IscsiError::Protocol(
-                "read without a pipe reported data in one".into(),
-            )),
-        }
+        // Without a pipe, Data-In only ever lands in the buffer.
+        self.read_into(lun, lba, blocks, None)
+            .await?
+            .buffered()
+            .ok_or_else(|| IscsiError::Protocol("a read without a pipe filled one".into()))
     }
 
     /// Reads `blocks` blocks at `lba` like [`Session::read`], moving the payload into `pipe`

@@ -288,89 +288,61 @@ impl Inner {
     }
 
     /// Reads `[offset, offset+len)` from one replica of each extent, trying the next replica
-    /// when a server fails; also returns when the data was complete.
-    async fn read_range(&self, offset: u64, len: u64) -> (Result<Bytes, String>, Instant) {
+    /// when a server fails; also returns when the data was complete. With a `pipe`, a range
+    /// that is one piece on one server is read into it (the payload never enters user
+    /// memory); everything else, and every retry, comes back in a buffer.
+    async fn read_range(
+        &self,
+        offset: u64,
+        len: u64,
+        pipe: Option<&Arc<SplicePipe>>,
+    ) -> (Result<PipedRead, String>, Instant) {
         let replicas = self.table.geometry().replicas;
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
         let mut last = String::new();
         let mut done = Instant::now();
         for attempt in 0..replicas {
+            // A failed attempt may have left part of its data in the pipe.
+            let pipe = pipe.filter(|_| attempt == 0);
             let set = ReplicaSet::Rotate(turn.wrapping_add(attempt));
             let (pieces, t) = match self.pieces(offset, len, set) {
                 Ok(p) => p,
                 Err(e) => return (Err(e), Instant::now()),
             };
             let r = if let [p] = pieces.as_slice() {
-                let (b, d) = self.servers.read_from(p.target, p.lba, p.len, t).await;
+                let whole = p.segments.len() == 1 && p.segments[0].buf_offset == 0;
+                let pipe = pipe.filter(|_| whole);
+                let (r, d) = self
+                    .servers
+                    .read_from(p.target, p.lba, p.len, pipe, t)
+                    .await;
                 done = d;
                 self.stats
                     .record(Stage::Servers, done.saturating_duration_since(t));
-                match b {
-                    Ok(b) if p.segments.len() == 1 && p.segments[0].buf_offset == 0 => {
-                        return (Ok(b), done)
-                    }
-                    Ok(b) => Ok(vec![b]),
-                    Err(e) => Err(e),
+                match r {
+                    Ok(r) if whole => return (Ok(r), done),
+                    r => buffered(r).map(|b| vec![b]),
                 }
             } else {
                 let futs: Vec<_> = pieces
                     .iter()
-                    .map(|p| self.servers.read_from(p.target, p.lba, p.len, t))
+                    .map(|p| self.servers.read_from(p.target, p.lba, p.len, None, t))
                     .collect();
                 let results = join::join_all(futs).await;
                 done = results.iter().map(|(_, d)| *d).max().unwrap_or(t);
                 self.stats
                     .record(Stage::Servers, done.saturating_duration_since(t));
-                results.into_iter().map(|(r, _)| r).collect()
+                results.into_iter().map(|(r, _)| buffered(r)).collect()
             };
             match r {
-                Ok(results) => return (Ok(assemble(len, &pieces, &results)), done),
+                Ok(results) => {
+                    let data = assemble(len, &pieces, &results);
+                    return (Ok(PipedRead::Bytes(data)), done);
+                }
                 Err(e) => last = e,
             }
         }
         (Err(last), done)
-    }
-
-    /// [`Inner::read_range`] into `pipe` when the range is one piece on one server (then the
-    /// payload never enters user memory); else, or when that server fails, the ordinary way.
-    async fn read_range_to_pipe(
-        &self,
-        offset: u64,
-        len: u64,
-        pipe: &Arc<SplicePipe>,
-    ) -> (Result<PipedRead, String>, Instant) {
-        let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
-        let (pieces, t) = match self.pieces(offset, len, ReplicaSet::Rotate(turn)) {
-            Ok(p) => p,
-            Err(e) => return (Err(e), Instant::now()),
-        };
-        if let [p] = pieces.as_slice() {
-            if p.segments.len() == 1 && p.segments[0].buf_offset == 0 {
-                let (r, done) = self
-                    .servers
-                    .read_to_pipe_from(p.target, p.lba, p.len, pipe, t)
-                    .await;
-                self.stats
-                    .record(Stage::Servers, done.saturating_duration_since(t));
-                match r {
-                    Ok(PipedRead::InPipe(n)) => {
-                        self.stats.spliced_reads.fetch_add(1, Ordering::Relaxed);
-                        return (Ok(PipedRead::InPipe(n)), done);
-                    }
-                    Ok(bytes) => {
-                        self.stats.splice_fallbacks.fetch_add(1, Ordering::Relaxed);
-                        return (Ok(bytes), done);
-                    }
-                    // The next replicas, the ordinary way (the pipe may hold part of this
-                    // attempt, so it is not used again).
-                    Err(_) if self.table.geometry().replicas > 1 => {}
-                    Err(e) => return (Err(e), done),
-                }
-            }
-        }
-        self.stats.splice_fallbacks.fetch_add(1, Ordering::Relaxed);
-        let (r, done) = self.read_range(offset, len).await;
-        (r.map(PipedRead::Bytes), done)
     }
 
     /// TRIM: UNMAP on every replica.
@@ -395,6 +367,12 @@ impl Inner {
             .collect();
         join::join_all(futs).await.into_iter().collect()
     }
+}
+
+/// The data of a read made without a pipe (which always comes back in a buffer).
+fn buffered(r: Result<PipedRead, String>) -> Result<Bytes, String> {
+    r?.buffered()
+        .ok_or_else(|| "a read without a pipe filled one".to_string())
 }
 
 /// Copies each piece's data to its places in one buffer of `len` bytes (a read that spans
@@ -430,7 +408,8 @@ impl BlockBackend for VirtualDisk {
     }
 
     async fn read(&self, offset: u64, len: u32) -> BackendResult<Bytes> {
-        queue::submit(&self.inner, offset, len as u64, None, false).await
+        let r = queue::submit(&self.inner, offset, len as u64, None, false, None).await?;
+        buffered(Ok(r)).map_err(BackendError::Failed)
     }
 
     async fn read_to_pipe(
@@ -439,12 +418,19 @@ impl BlockBackend for VirtualDisk {
         len: u32,
         pipe: &Arc<SplicePipe>,
     ) -> BackendResult<PipedRead> {
-        queue::submit_read_to_pipe(&self.inner, offset, len as u64, pipe).await
+        let r = queue::submit(&self.inner, offset, len as u64, None, false, Some(pipe)).await;
+        let counter = match &r {
+            Ok(PipedRead::InPipe(_)) => &self.inner.stats.spliced_reads,
+            Ok(PipedRead::Bytes(_)) => &self.inner.stats.splice_fallbacks,
+            Err(_) => return r,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        r
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> BackendResult<()> {
         let len = data.len() as u64;
-        queue::submit(&self.inner, offset, len, Some(data), fua)
+        queue::submit(&self.inner, offset, len, Some(data), fua, None)
             .await
             .map(|_| ())
     }

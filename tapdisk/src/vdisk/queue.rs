@@ -183,14 +183,16 @@ fn spawn_batch(inner: Arc<Inner>, batch: Vec<Pending>) {
     }
 }
 
-/// Queues a read (`data == None`) or write and waits for its completion.
+/// Queues a read (`data == None`) or write and waits for its completion. A read served alone
+/// may go into `pipe` ([`Inner::read_range`]); one served in a batch comes back in a buffer.
 pub async fn submit(
     inner: &Arc<Inner>,
     offset: u64,
     len: u64,
     mut data: Option<Bytes>,
     fua: bool,
-) -> BackendResult<Bytes> {
+    pipe: Option<&Arc<SplicePipe>>,
+) -> BackendResult<PipedRead> {
     let enqueued = Instant::now();
     // One lock decides: served alone (`None`), or queued (and maybe a batch to serve).
     let queued = {
@@ -223,7 +225,7 @@ pub async fn submit(
         }
     };
     let Some((rx, batch, alone)) = queued else {
-        return serve_alone(inner, offset, len, data, fua, enqueued).await;
+        return serve_alone(inner, offset, len, data, fua, pipe, enqueued).await;
     };
     match batch {
         Some(batch) if alone => {
@@ -233,7 +235,7 @@ pub async fn submit(
             drop(slot);
             let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
             inner.stats.record(Stage::Backend, done - enqueued);
-            return r;
+            return r.map(PipedRead::Bytes);
         }
         // Other requests' work runs on a task of its own: their progress must not depend on
         // this request's caller polling it (a connection blocked writing replies to a client
@@ -243,41 +245,7 @@ pub async fn submit(
     }
     let r = rx.await.unwrap_or(Err(BackendError::Shutdown));
     inner.stats.record(Stage::Backend, enqueued.elapsed());
-    r
-}
-
-/// A read into `pipe` ([`Inner::read_range_to_pipe`]) when it finds nothing queued (it is
-/// served alone, as [`submit`] would); otherwise queued like any read, into a buffer.
-pub async fn submit_read_to_pipe(
-    inner: &Arc<Inner>,
-    offset: u64,
-    len: u64,
-    pipe: &Arc<SplicePipe>,
-) -> BackendResult<PipedRead> {
-    let enqueued = Instant::now();
-    let alone = {
-        let mut st = inner.queue.lock();
-        let alone = st.pending.is_empty();
-        if alone {
-            st.running += 1;
-            st.remember_end(offset + len);
-        }
-        alone
-    };
-    if !alone {
-        inner.stats.splice_fallbacks.fetch_add(1, Ordering::Relaxed);
-        return submit(inner, offset, len, None, false)
-            .await
-            .map(PipedRead::Bytes);
-    }
-    let slot = InlineSlot(inner);
-    inner.stats.record(Stage::QueueWait, Duration::ZERO);
-    inner.stats.record(Stage::SortMerge, Duration::ZERO);
-    inner.stats.batches.fetch_add(1, Ordering::Relaxed);
-    let (r, done) = inner.read_range_to_pipe(offset, len, pipe).await;
-    drop(slot);
-    inner.stats.record(Stage::Backend, done - enqueued);
-    r.map_err(BackendError::Failed)
+    r.map(PipedRead::Bytes)
 }
 
 /// Serves a request that holds a slot and found nothing queued: a batch of one, without the
@@ -288,8 +256,9 @@ async fn serve_alone(
     len: u64,
     data: Option<Bytes>,
     fua: bool,
+    pipe: Option<&Arc<SplicePipe>>,
     enqueued: Instant,
-) -> BackendResult<Bytes> {
+) -> BackendResult<PipedRead> {
     let slot = InlineSlot(inner);
     inner.stats.record(Stage::QueueWait, Duration::ZERO);
     inner.stats.record(Stage::SortMerge, Duration::ZERO);
@@ -299,9 +268,9 @@ async fn serve_alone(
             let (r, done) = inner
                 .write_range(offset, len, std::slice::from_ref(&d), fua)
                 .await;
-            (r.map(|()| Bytes::new()), done)
+            (r.map(|()| PipedRead::Bytes(Bytes::new())), done)
         }
-        None => inner.read_range(offset, len).await,
+        None => inner.read_range(offset, len, pipe).await,
     };
     drop(slot);
     inner.stats.record(Stage::Backend, done - enqueued);
@@ -388,7 +357,8 @@ async fn run_merged(inner: &Inner, m: Merged) -> Instant {
         }
         done
     } else {
-        let (r, done) = inner.read_range(m.offset, m.len).await;
+        let (r, done) = inner.read_range(m.offset, m.len, None).await;
+        let r = super::buffered(r);
         for p in m.parts {
             let _ = p.reply.send(match &r {
                 Ok(b) => {

@@ -177,36 +177,9 @@ impl Servers {
     }
 
     /// READ of `len` bytes at `lba` of LUN `t`, sent at `start` (its round trip is timed from
-    /// there); also returns when it completed.
+    /// there), into `pipe` when the initiator can splice the payload there
+    /// ([`Session::read_to_pipe`]); also returns when it completed.
     pub async fn read_from(
-        &self,
-        t: u32,
-        lba: u64,
-        len: u64,
-        start: Instant,
-    ) -> (Result<Bytes, String>, Instant) {
-        let (r, done) = self.read_into(t, lba, len, None, start).await;
-        let r = r.and_then(|p| match p {
-            PipedRead::Bytes(b) => Ok(b),
-            PipedRead::InPipe(_) => Err(format!("server {} read went into no pipe", self.name(t))),
-        });
-        (r, done)
-    }
-
-    /// [`Servers::read_from`] into `pipe` when the initiator can splice the payload there
-    /// ([`Session::read_to_pipe`]).
-    pub async fn read_to_pipe_from(
-        &self,
-        t: u32,
-        lba: u64,
-        len: u64,
-        pipe: &Arc<SplicePipe>,
-        start: Instant,
-    ) -> (Result<PipedRead, String>, Instant) {
-        self.read_into(t, lba, len, Some(pipe), start).await
-    }
-
-    async fn read_into(
         &self,
         t: u32,
         lba: u64,
