@@ -98,9 +98,17 @@ async fn fill(sock: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> Result<
     Ok(())
 }
 
-/// Reads until the buffer holds exactly `n` bytes (it holds at most that many): after a
-/// spliced payload, so the next PDU's payload stays in the socket for the next splice.
-async fn fill_exact(sock: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> Result<()> {
+/// Reads until the buffer holds at least `n` bytes; with `exact`, no more than that (after a
+/// spliced payload, so the next PDU's payload stays in the socket for the next splice).
+async fn fill_to(
+    sock: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    n: usize,
+    exact: bool,
+) -> Result<()> {
+    if !exact {
+        return fill(sock, buf, n).await;
+    }
     while buf.len() < n {
         let need = n - buf.len();
         buf.reserve(need);
@@ -186,22 +194,14 @@ pub(crate) async fn run_reader(
     tx: OutTx,
 ) -> Result<()> {
     let limit = max_recv.min(MAX_DATA_SEGMENT_HARD_CAP);
-    // After a spliced payload the next header is read alone (see `fill_exact`).
+    // After a spliced payload the next header is read alone (see `fill_to`).
     let mut header_only = false;
     loop {
-        if header_only {
-            fill_exact(&mut sock, &mut buf, BHS_LEN).await?;
-        } else {
-            fill(&mut sock, &mut buf, BHS_LEN).await?;
-        }
+        fill_to(&mut sock, &mut buf, BHS_LEN, header_only).await?;
         let bhs = Bhs::from_slice(&buf[..BHS_LEN]).expect("48 bytes buffered");
         let header_end = BHS_LEN + bhs.ahs_len();
         let hlen = header_end + digests.header_len();
-        if header_only {
-            fill_exact(&mut sock, &mut buf, hlen).await?;
-        } else {
-            fill(&mut sock, &mut buf, hlen).await?;
-        }
+        fill_to(&mut sock, &mut buf, hlen, header_only).await?;
         if digests.header {
             let mut d = [0u8; 4];
             d.copy_from_slice(&buf[header_end..hlen]);
@@ -344,11 +344,7 @@ async fn data_in(
         rb[offset..end].copy_from_slice(&buf[..dlen]);
         buf.advance(dlen);
     }
-    if spliced {
-        fill_exact(sock, buf, trailer).await?;
-    } else {
-        fill(sock, buf, trailer).await?;
-    }
+    fill_to(sock, buf, trailer, spliced).await?;
     if digests.data && dlen > 0 {
         let pad = pad4(dlen) - dlen;
         let mut d = [0u8; 4];

@@ -103,9 +103,14 @@ impl SplicePipe {
         readable_bytes(self.read.as_raw_fd())
     }
 
+    /// Whether a reissued command spoiled the pipe (it must not serve another read).
+    pub fn is_spoiled(&self) -> bool {
+        self.spoiled.load(Ordering::Acquire)
+    }
+
     /// Whether the pipe may serve another read: empty and not spoiled.
     pub fn is_reusable(&self) -> bool {
-        !self.spoiled.load(Ordering::Acquire) && matches!(self.buffered(), Ok(0))
+        !self.is_spoiled() && matches!(self.buffered(), Ok(0))
     }
 
     /// Marks the pipe as never to be reused.
@@ -247,7 +252,9 @@ mod tests {
     #[test]
     fn a_spoiled_pipe_is_not_reused() {
         let p = SplicePipe::new().unwrap();
+        assert!(!p.is_spoiled());
         p.spoil();
+        assert!(p.is_spoiled());
         assert!(!p.is_reusable());
     }
 

@@ -122,31 +122,35 @@ async fn splice_out<S: ReadySocket>(
     Ok(true)
 }
 
+/// Most buffers one [`send_more`] hands to the kernel (on the stack, no allocation per reply;
+/// the caller's loop sends the rest).
+const SEND_MORE_IOVECS: usize = 64;
+
 /// One sendmsg(MSG_MORE) of `bufs` (the first one from `off`).
 fn send_more(fd: RawFd, bufs: &[&[u8]], off: usize) -> io::Result<usize> {
-    let iov: Vec<libc::iovec> = bufs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let b = if i == 0 { &b[off..] } else { b };
-            libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            }
-        })
-        .collect();
-    // SAFETY: a zeroed msghdr is valid (no name, no control data); the iovecs point into
-    // live slices that the kernel only reads during the call.
-    let n = unsafe {
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; SEND_MORE_IOVECS];
+    let n = bufs.len().min(SEND_MORE_IOVECS);
+    for (i, (slot, b)) in iov.iter_mut().zip(bufs).enumerate() {
+        let b = if i == 0 { &b[off..] } else { b };
+        slot.iov_base = b.as_ptr() as *mut libc::c_void;
+        slot.iov_len = b.len();
+    }
+    // SAFETY: a zeroed msghdr is valid (no name, no control data); the first `n` iovecs
+    // point into live slices that the kernel only reads during the call.
+    let sent = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = iov.len() as _;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = n as _;
         libc::sendmsg(fd, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
     };
-    if n < 0 {
+    if sent < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(n as usize)
+        Ok(sent as usize)
     }
 }
 
@@ -256,6 +260,25 @@ mod tests {
         let expected = send_three(&mut w).await;
         drop(w);
         assert!(client.await.unwrap() == expected, "bytes differ");
+    }
+
+    #[tokio::test]
+    async fn more_head_buffers_than_one_sendmsg_takes_go_out_in_order() {
+        use tokio::io::AsyncReadExt;
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let (_r, mut w) = a.into_split();
+        let heads: Vec<Vec<u8>> = (0..3 * SEND_MORE_IOVECS as u32)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        let head: Vec<&[u8]> = heads.iter().map(Vec::as_slice).collect();
+        let pipe = SplicePipe::new().unwrap();
+        pipe.push(b"tail").unwrap();
+        w.send_piped(&head, &pipe, 4).await.unwrap();
+        let mut expected = heads.concat();
+        expected.extend_from_slice(b"tail");
+        let mut got = vec![0u8; expected.len()];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, expected);
     }
 
     #[tokio::test]

@@ -428,10 +428,12 @@ impl<W: ReplyOut> ReplyWriter<W> {
         let replied = Instant::now();
         for mut r in batch.drain(..) {
             if let Some(p) = r.pipe.take() {
-                // A pipe goes back only empty and unspoiled; after a failed write it may
-                // still hold a reply's data.
+                // A pipe goes back only empty and unspoiled: after its data was written out
+                // it is empty; after a failed write, a read that came back in a buffer or a
+                // failed read it may not be, and is asked.
                 self.lent -= 1;
-                if !self.broken && p.is_reusable() {
+                let written_out = r.piped > 0 && matches!(r.result, Ok(None));
+                if !self.broken && !p.is_spoiled() && (written_out || p.is_reusable()) {
                     self.pipes.push(p);
                 }
             }
