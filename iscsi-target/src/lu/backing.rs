@@ -14,6 +14,15 @@ use bytes::BytesMut;
 /// Size of the zero buffer used when holes cannot be punched.
 const ZERO_CHUNK: usize = 1 << 20;
 
+/// Largest piece of a buffered write handed to one pwrite. The page cache sizes the folios a
+/// write creates by the write's length, and on file systems that keep buffer heads (ext4 on
+/// Linux 6.16 and later) every later small write into a folio walks all of that folio's
+/// blocks: after 1 MiB writes, a 4 KiB write cost the target 21 us of CPU instead of 5 us
+/// (fio, 4 KiB random writes at queue depth 32 over a LUN file first filled with 1 MiB
+/// writes). Folios of at most 64 KiB keep that walk to 16 blocks, for one extra pwrite per
+/// 64 KiB of large writes.
+pub(crate) const BUFFERED_WRITE_PIECE: usize = 64 << 10;
+
 #[derive(Debug)]
 pub(crate) struct Backing {
     file: File,
@@ -126,13 +135,23 @@ impl Backing {
     /// Writes `buf` at `offset`; with `fua`, the data is durable on return.
     pub(crate) fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
         match (&self.dsync, fua) {
+            // One O_DSYNC write: pieces would each wait for the disk.
             (Some(d), true) => d.write_all_at(buf, offset),
             (None, true) => {
-                self.file.write_all_at(buf, offset)?;
+                self.write_pieces(buf, offset)?;
                 self.file.sync_data()
             }
-            (_, false) => self.file.write_all_at(buf, offset),
+            (_, false) => self.write_pieces(buf, offset),
         }
+    }
+
+    /// Buffered write of `buf` at `offset` in pieces of at most [`BUFFERED_WRITE_PIECE`].
+    fn write_pieces(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        for (i, piece) in buf.chunks(BUFFERED_WRITE_PIECE).enumerate() {
+            self.file
+                .write_all_at(piece, offset + (i * BUFFERED_WRITE_PIECE) as u64)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn sync(&self) -> io::Result<()> {
@@ -171,7 +190,7 @@ impl Backing {
         let mut done = 0;
         while done < len {
             let n = (len - done).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], offset + done)?;
+            self.write_pieces(&zeros[..n], offset + done)?;
             done += n as u64;
         }
         Ok(())
@@ -205,5 +224,56 @@ impl Backing {
             return (true, self.size);
         }
         (true, (hole as u64).min(self.size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// Writes longer than one piece, at offsets that are not piece-aligned, with and without
+    /// FUA, land whole and in place; the bytes around them stay as they were.
+    #[test]
+    fn writes_in_pieces_land_whole_and_in_place() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().set_len(1 << 20).unwrap();
+        let b = Backing::open(f.path(), false).unwrap();
+        let mut expect = vec![0u8; 1 << 20];
+        let cases = [
+            (0u64, BUFFERED_WRITE_PIECE * 3, false),
+            (512, BUFFERED_WRITE_PIECE + 4096, true),
+            (700_000, BUFFERED_WRITE_PIECE * 2 + 1, false),
+            (4096, 100, false),
+        ];
+        for (n, (offset, len, fua)) in cases.into_iter().enumerate() {
+            let data = pattern(len, n as u8 + 1);
+            b.write_at(&data, offset, fua).unwrap();
+            expect[offset as usize..offset as usize + len].copy_from_slice(&data);
+        }
+        let mut got = BytesMut::new();
+        b.read_at(&mut got, 1 << 20, 0).unwrap();
+        assert!(got[..] == expect[..], "file differs from the writes made");
+    }
+
+    /// The zero-filling fallback of deallocation writes zeros over every byte asked for.
+    #[test]
+    fn zero_fill_covers_the_range() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let b = Backing::open(f.path(), false).unwrap();
+        b.write_at(&[0xAB; 3 << 20], 0, false).unwrap();
+        b.write_zeros(100, (ZERO_CHUNK + BUFFERED_WRITE_PIECE + 7) as u64)
+            .unwrap();
+        let mut got = BytesMut::new();
+        b.read_at(&mut got, 3 << 20, 0).unwrap();
+        let end = 100 + ZERO_CHUNK + BUFFERED_WRITE_PIECE + 7;
+        assert!(got[..100].iter().all(|&x| x == 0xAB));
+        assert!(got[100..end].iter().all(|&x| x == 0));
+        assert!(got[end..].iter().all(|&x| x == 0xAB));
     }
 }
