@@ -34,9 +34,10 @@ pub const MAX_POLL_BUDGET: Duration = Duration::from_millis(10);
 pub const MAX_POLLED_REQUEST: u32 = 64 * 1024;
 
 /// Requests in flight (the one at hand included) at or below which a tapdisk polls for a
-/// request of any size ([`BusyPoll::mark_request`]): it would otherwise sleep between them, and none of its own requests
-/// competes for the CPU (`pvd demo`, 512 KiB writes at queue depth 1 on two servers, three
-/// alternated runs: 1.81-1.84x of the physical disk polled, 1.75-1.79x not).
+/// request of any size ([`BusyPoll::mark_request`]): it would otherwise sleep between them,
+/// and none of its own requests competes for the CPU (`pvd demo`, 512 KiB writes at queue
+/// depth 1 on two servers, three alternated runs: 1.81-1.84x of the physical disk polled,
+/// 1.75-1.79x not).
 pub const MAX_IN_FLIGHT_POLLED_AT_ANY_SIZE: usize = 2;
 
 /// `last_mark_ns` before any mark: nothing happened yet, nothing to poll for.

@@ -94,10 +94,9 @@ pub struct TargetArgs {
     #[arg(long, default_value_t = 4)]
     pub io_threads: usize,
     /// Keep polling the sockets for US microseconds after a command of at most 64 KiB arrives
-    /// or is answered, instead of sleeping
-    /// until the next packet (0: never poll). Saves a sleep and wake-up (20-50 us) per
-    /// command, at the price of the CPU time spent polling; at most 10000. Applies to
-    /// --config too.
+    /// or is answered, instead of sleeping until the next packet (0: never poll). Saves a
+    /// sleep and wake-up (20-50 us) per command, at the price of the CPU time spent polling;
+    /// at most 10000. Applies to --config too.
     #[arg(long, default_value_t = 0, value_name = "US")]
     pub poll_us: u64,
 }
