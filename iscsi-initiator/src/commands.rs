@@ -24,11 +24,14 @@ pub enum PipedRead {
 }
 
 impl PipedRead {
-    /// The data, if it is in a buffer.
-    pub fn buffered(self) -> Option<Bytes> {
+    /// The data of a read made without a pipe, which always lands in a buffer (an error
+    /// otherwise).
+    pub fn buffered(self) -> Result<Bytes> {
         match self {
-            PipedRead::Bytes(b) => Some(b),
-            PipedRead::InPipe(_) => None,
+            PipedRead::Bytes(b) => Ok(b),
+            PipedRead::InPipe(_) => Err(IscsiError::Protocol(
+                "a read without a pipe filled one".into(),
+            )),
         }
     }
 }
@@ -114,11 +117,7 @@ impl Session {
 
     /// Reads `blocks` blocks at `lba`. The Data-In PDUs land in one buffer, returned as is.
     pub async fn read(&self, lun: u64, lba: u64, blocks: u32) -> Result<Bytes> {
-        // Without a pipe, Data-In only ever lands in the buffer.
-        self.read_into(lun, lba, blocks, None)
-            .await?
-            .buffered()
-            .ok_or_else(|| IscsiError::Protocol("a read without a pipe filled one".into()))
+        self.read_into(lun, lba, blocks, None).await?.buffered()
     }
 
     /// Reads `blocks` blocks at `lba` like [`Session::read`], moving the payload into `pipe`

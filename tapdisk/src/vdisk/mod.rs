@@ -371,8 +371,7 @@ impl Inner {
 
 /// The data of a read made without a pipe (which always comes back in a buffer).
 fn buffered(r: Result<PipedRead, String>) -> Result<Bytes, String> {
-    r?.buffered()
-        .ok_or_else(|| "a read without a pipe filled one".to_string())
+    r?.buffered().map_err(|e| e.to_string())
 }
 
 /// Copies each piece's data to its places in one buffer of `len` bytes (a read that spans
