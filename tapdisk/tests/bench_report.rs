@@ -50,6 +50,7 @@ fn synthetic() -> BenchReport {
             p99_us: 300.0,
         }],
         lun_qd1_writes: Vec::new(),
+        layer_cost: None,
     }
 }
 

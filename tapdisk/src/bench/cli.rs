@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::chart::write_chart_svg;
 use super::cluster::{Cluster, ClusterConfig, ProcessCluster};
+use super::layer_cost::{measure_layer_cost, LAYER_COST_ROUNDS, LAYER_COST_ROUND_TIME};
 use super::nbd_client::NbdTarget;
 use super::report::{BenchReport, Mode};
 use super::runner::{run_bench, BenchPlan, ModeTarget};
@@ -331,6 +332,14 @@ pub fn run_demo(
     if plan.ops.contains(&Op::Write) && plan.queue_depths.contains(&1) {
         if let Some(lun) = cluster.start_lun()? {
             report.lun_qd1_writes = measure_lun_qd1_writes(&plan, &lun)?;
+            let small = plan.block_sizes.iter().copied().min().unwrap_or(4096);
+            report.layer_cost = Some(measure_layer_cost(
+                &lun,
+                &virt,
+                small,
+                LAYER_COST_ROUNDS,
+                LAYER_COST_ROUND_TIME,
+            )?);
         }
     }
     Ok(report)

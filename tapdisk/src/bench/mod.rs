@@ -9,13 +9,15 @@
 //! * [`service_time`]: the disk model the local baseline runs under.
 //! * [`runner`]: sweeps block sizes, queue depths and ops over every mode into a
 //!   [`report::BenchReport`].
-//! * [`fit`], [`report`], [`chart`], [`stages`]: analysis and presentation.
+//! * [`fit`], [`report`], [`chart`], [`stages`]: analysis and presentation; [`layer_cost`]: the
+//!   virtual layer's own cost at 4 KiB, against a server's LUN in alternating rounds.
 //! * [`cluster`]: the seam `pvd demo` starts servers through; [`cli`]: the subcommands' options.
 
 pub mod chart;
 pub mod cli;
 pub mod cluster;
 pub mod fit;
+pub mod layer_cost;
 pub mod nbd_client;
 pub mod report;
 pub mod runner;

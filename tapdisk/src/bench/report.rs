@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use super::fit::{fit_linear, LinearFit};
+use super::layer_cost::LayerCost;
 use super::service_time::{disk_model_arg, DiskEmulation};
 use super::stages::{format_stage_table, StageBreakdown};
 use super::workload::{Measurement, Op};
@@ -88,6 +89,8 @@ pub struct BenchReport {
     /// QD1 write points measured on a server's LUN straight over iSCSI, no virtual layer
     /// (block size, mean latency µs): splits the virtual layer's cost from the transport's.
     pub lun_qd1_writes: Vec<(u32, f64)>,
+    /// The virtual layer's own cost at 4 KiB, virtual disk and LUN measured alternately.
+    pub layer_cost: Option<LayerCost>,
 }
 
 /// The constant cost the virtual layer adds (Table 3.1's X), per mode against physical.
@@ -323,7 +326,27 @@ impl BenchReport {
             ));
         }
         out.push_str(&self.format_layers(&s));
+        out.push_str(&self.format_layer_cost());
         out
+    }
+
+    /// The virtual layer's own cost at a small block size ([`LayerCost`]), when measured.
+    fn format_layer_cost(&self) -> String {
+        let Some(c) = &self.layer_cost else {
+            return String::new();
+        };
+        let (Some(d), Some((lo, hi))) = (c.median_delta_us(), c.delta_range_us()) else {
+            return String::new();
+        };
+        format!(
+            "  {} latency virtual - LUN = {:+.1} us (QD1 writes, per-request medians, median of {} \
+             alternated rounds; rounds {:+.1} to {:+.1} us)\n",
+            block_label(c.block_size),
+            tenth(d),
+            c.rounds.len(),
+            tenth(lo),
+            tenth(hi)
+        )
     }
 
     /// Splits the virtual disk's constant cost into the transport (pvd's initiator straight to
@@ -344,13 +367,6 @@ impl BenchReport {
             out.push_str(&format!(
                 "  virtual layer (NBD frontend + tapdisk): X_virtual - X_lun = {:+.1} us\n",
                 tenth(v.x_us - lun.x_us)
-            ));
-        }
-        let lun_4k = self.lun_qd1_writes.iter().find(|(bs, _)| *bs == 4096);
-        if let (Some(&(_, l)), Some(v)) = (lun_4k, self.point(Mode::Virtual, Op::Write, 1, 4096)) {
-            out.push_str(&format!(
-                "  4K latency virtual - LUN = {:+.1} us\n",
-                tenth(v.mean_us - l)
             ));
         }
         out
@@ -426,6 +442,7 @@ mod tests {
             disk_model: None,
             stages: Vec::new(),
             lun_qd1_writes: Vec::new(),
+            layer_cost: None,
         }
     }
 
@@ -497,7 +514,21 @@ mod tests {
         assert!(text.contains("X_lun - X_physical = +8.0 us"), "{text}");
         assert!(text.contains("X_virtual - X_lun = +7.0 us"), "{text}");
         assert!(
-            text.contains("4K latency virtual - LUN = +7.0 us"),
+            !text.contains("latency virtual - LUN"),
+            "not measured: {text}"
+        );
+    }
+
+    #[test]
+    fn layer_cost_line_shows_the_median_and_range_of_rounds() {
+        let mut r = sample();
+        r.layer_cost = Some(LayerCost {
+            block_size: 4096,
+            rounds: vec![(120.0, 131.5), (118.0, 124.0), (125.0, 133.0)],
+        });
+        let text = r.format_overhead();
+        assert!(
+            text.contains("4K latency virtual - LUN = +8.0 us (QD1 writes, per-request medians, median of 3 alternated rounds; rounds +6.0 to +11.5 us)"),
             "{text}"
         );
     }
