@@ -28,7 +28,7 @@ impl LinearFit {
 }
 
 /// Median of `v` (the mean of the middle two for an even count); `None` when empty.
-fn median(v: &mut [f64]) -> Option<f64> {
+pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use super::fit::median;
 use super::workload::{run_workload, AccessPattern, Op, WorkloadSpec, WorkloadTarget};
 use super::BenchError;
 
@@ -36,17 +37,7 @@ impl LayerCost {
     /// The median of [`LayerCost::deltas_us`] (the mean of the middle two for an even count);
     /// `None` without rounds.
     pub fn median_delta_us(&self) -> Option<f64> {
-        let mut d = self.deltas_us();
-        if d.is_empty() {
-            return None;
-        }
-        d.sort_by(f64::total_cmp);
-        let mid = d.len() / 2;
-        Some(if d.len() % 2 == 1 {
-            d[mid]
-        } else {
-            (d[mid - 1] + d[mid]) / 2.0
-        })
+        median(&mut self.deltas_us())
     }
 
     /// Smallest and largest round difference, µs.
