@@ -74,6 +74,48 @@ fn bench_without_targets_explains() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to measure"));
 }
 
+/// The README's first command, as a newcomer types it: `pvd demo` with no arguments runs the
+/// whole sweep on its embedded cluster, prints the tables and the overhead analysis, writes
+/// pvd-demo.csv and pvd-demo.svg into the current directory, says where they are and leaves no
+/// process or temporary directory behind.
+#[test]
+fn demo_with_no_arguments_runs_the_whole_job() {
+    let cwd = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pvd()
+        .arg("demo")
+        .current_dir(cwd.path())
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for table in [
+        "write, queue depth 1",
+        "write, queue depth 32",
+        "read, queue depth 1",
+        "read, queue depth 32",
+    ] {
+        assert!(stdout.contains(table), "no {table} table: {stdout}");
+    }
+    assert!(stdout.contains("parallel (2 servers)"), "{stdout}");
+    assert!(stdout.contains("4K latency virtual - LUN"), "{stdout}");
+    assert!(stdout.contains("csv: pvd-demo.csv"), "{stdout}");
+    assert!(stdout.contains("chart: pvd-demo.svg"), "{stdout}");
+    let csv = std::fs::read_to_string(cwd.path().join("pvd-demo.csv")).unwrap();
+    assert!(csv.starts_with("mode,op,queue_depth,block_size,mb_per_s"));
+    // 3 modes x 2 ops x 2 queue depths x 9 block sizes, plus the header.
+    assert_eq!(csv.lines().count(), 1 + 3 * 2 * 2 * 9, "{csv}");
+    let svg = std::fs::read_to_string(cwd.path().join("pvd-demo.svg")).unwrap();
+    assert!(svg.contains("<svg"), "not an SVG");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the work directory was not removed: {left:?}"
+    );
+}
+
 /// The demo's acceptance on the real cluster: for 512 KiB writes at QD1, the virtual disk on one
 /// server reaches >= 0.9x the physical disk and striped over two servers >= 1.8x.
 #[test]
@@ -93,6 +135,8 @@ fn demo_512k_qd1_write_acceptance() {
         ])
         .args(["--seconds-per-point", "3", "--csv"])
         .arg(&csv)
+        .arg("--chart")
+        .arg(dir.path().join("demo.svg"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -208,15 +208,20 @@ pub const DEMO_DISK_MODEL: DiskEmulation = DiskEmulation {
 /// [`DEMO_DISK_MODEL`] as an `--emulate-disk` argument.
 pub const DEMO_DISK_MODEL_ARG: &str = "latency_us=50,mbps=50";
 
+/// Where `pvd demo` writes its CSV unless told otherwise (the current directory).
+pub const DEMO_CSV: &str = "pvd-demo.csv";
+/// Where `pvd demo` draws its chart unless told otherwise (the current directory).
+pub const DEMO_CHART: &str = "pvd-demo.svg";
+
 /// `pvd demo`: starts a cluster, measures physical / virtual / parallel.
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Write the points as CSV (mode,op,queue_depth,block_size,mb_per_s).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", default_value = DEMO_CSV)]
     pub csv: PathBuf,
     /// Draw throughput and ratio charts (SVG).
-    #[arg(long, value_name = "FILE.svg")]
-    pub chart: Option<PathBuf>,
+    #[arg(long, value_name = "FILE.svg", default_value = DEMO_CHART)]
+    pub chart: PathBuf,
     /// Keep the work directory (backing files, logs, mapping files) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
@@ -276,7 +281,7 @@ pub fn run_demo_command(args: &DemoArgs, pvd: PathBuf) -> anyhow::Result<()> {
         eprintln!("work directory kept: {}", kept.display());
     }
     let report = result?;
-    emit(&report, Some(&args.csv), args.chart.as_deref())
+    emit(&report, Some(&args.csv), Some(&args.chart))
 }
 
 /// The demo's measurements against any [`Cluster`]: the physical file in `work_dir`, a virtual
@@ -374,6 +379,26 @@ mod tests {
         assert!(parse_size("K").is_err());
         assert!(parse_block_size("0").is_err());
         assert!(parse_block_size("64M").is_err());
+    }
+
+    /// `pvd demo` alone (the README's first command) runs with every default.
+    #[test]
+    fn demo_needs_no_arguments() {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            d: DemoArgs,
+        }
+        use clap::Parser;
+        let t = T::try_parse_from(["demo"]).unwrap();
+        assert_eq!(t.d.csv, PathBuf::from(DEMO_CSV));
+        assert_eq!(t.d.chart, PathBuf::from(DEMO_CHART));
+        assert_eq!(t.d.servers, 2);
+        assert_eq!(t.d.emulate_disk, DEMO_DISK_MODEL);
+        let o =
+            T::try_parse_from(["demo", "--csv", "/tmp/a.csv", "--chart", "/tmp/a.svg"]).unwrap();
+        assert_eq!(o.d.csv, PathBuf::from("/tmp/a.csv"));
+        assert_eq!(o.d.chart, PathBuf::from("/tmp/a.svg"));
     }
 
     #[test]
