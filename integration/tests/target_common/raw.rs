@@ -18,6 +18,8 @@ pub struct Raw {
     pub dec: PduDecoder,
     pub cmd_sn: u32,
     pub itt: u32,
+    /// Why the last receive came back empty (for failure messages).
+    pub ended: Option<String>,
 }
 
 impl Raw {
@@ -35,6 +37,7 @@ impl Raw {
             ),
             cmd_sn: 1,
             itt: 1,
+            ended: None,
         }
     }
 
@@ -59,8 +62,17 @@ impl Raw {
             }
             let mut chunk = [0u8; 65536];
             match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => {
+                    self.ended = Some("closed by the target".into());
+                    return None;
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                // A signal (a child of another test exiting) is not the target's answer.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.ended = Some(format!("read failed: {e}"));
+                    return None;
+                }
             }
         }
     }
@@ -122,7 +134,7 @@ impl Raw {
                         return r;
                     }
                 }
-                other => panic!("no login response: {other:?}"),
+                other => panic!("no login response: {other:?} ({:?})", r.ended),
             }
         }
         panic!("login did not complete");
