@@ -89,7 +89,8 @@ pub struct BenchReport {
     /// QD1 write points measured on a server's LUN straight over iSCSI, no virtual layer
     /// (block size, mean latency µs): splits the virtual layer's cost from the transport's.
     pub lun_qd1_writes: Vec<(u32, f64)>,
-    /// The virtual layer's own cost at 4 KiB, virtual disk and LUN measured alternately.
+    /// The virtual layer's own cost at the smallest block size, virtual disk and LUN measured
+    /// alternately.
     pub layer_cost: Option<LayerCost>,
 }
 
