@@ -103,8 +103,25 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::bench::service_time::{DiskEmulation, SpindleModel};
+    use crate::bench::service_time::{DiskEmulation, ServiceTimeModel, SpindleModel};
     use crate::bench::target_local::LocalFileTarget;
+
+    /// A 16 MiB sparse file in `dir` driven locally, behind a disk of `latency_us` per
+    /// request (and next to no transfer time) when given one.
+    fn local_disk(dir: &std::path::Path, name: &str, latency_us: Option<u64>) -> LocalFileTarget {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
+        let model = latency_us.map(|latency_us| {
+            Arc::new(SpindleModel::new(DiskEmulation {
+                latency_us,
+                mbps: 1_000_000.0,
+            })) as Arc<dyn ServiceTimeModel>
+        });
+        LocalFileTarget::new(path, model)
+    }
 
     #[test]
     fn medians_and_ranges_of_round_differences() {
@@ -132,20 +149,8 @@ mod tests {
     #[test]
     fn finds_the_difference_between_two_disk_models() {
         let dir = tempfile::tempdir().unwrap();
-        let target = |name: &str, latency_us: u64| {
-            let path = dir.path().join(name);
-            std::fs::File::create(&path)
-                .unwrap()
-                .set_len(16 << 20)
-                .unwrap();
-            let model = SpindleModel::new(DiskEmulation {
-                latency_us,
-                mbps: 1_000_000.0,
-            });
-            LocalFileTarget::new(path, Some(Arc::new(model)))
-        };
-        let fast = target("fast.img", 300);
-        let slow = target("slow.img", 700);
+        let fast = local_disk(dir.path(), "fast.img", Some(300));
+        let slow = local_disk(dir.path(), "slow.img", Some(700));
         let c = measure_layer_cost(&fast, &slow, 4096, 3, Duration::from_millis(60)).unwrap();
         assert_eq!(c.rounds.len(), 3);
         for &(l, v) in &c.rounds {
@@ -161,12 +166,7 @@ mod tests {
     #[test]
     fn refuses_an_empty_plan() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.img");
-        std::fs::File::create(&path)
-            .unwrap()
-            .set_len(1 << 20)
-            .unwrap();
-        let t = LocalFileTarget::new(path, None);
+        let t = local_disk(dir.path(), "f.img", None);
         assert!(measure_layer_cost(&t, &t, 4096, 0, Duration::from_millis(10)).is_err());
         assert!(measure_layer_cost(&t, &t, 4096, 1, Duration::ZERO).is_err());
     }
