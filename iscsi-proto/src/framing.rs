@@ -83,6 +83,16 @@ impl PduDecoder {
         ))
     }
 
+    /// The longest PDU the limits and digests in force admit (BHS, the longest AHS, the
+    /// largest padded data segment and both digests): a buffer with this much room holds any
+    /// PDU [`PduDecoder::decode`] accepts.
+    pub fn max_frame_len(&self) -> usize {
+        BHS_LEN
+            + self.limits.ahs_limit()
+            + self.digests.header_len()
+            + data_wire_len(self.limits.data_segment_limit(), self.digests)
+    }
+
     /// How many more bytes must be buffered before [`PduDecoder::decode`] returns a PDU
     /// (0: a complete PDU is buffered). Before the BHS is complete this is what the BHS
     /// still lacks. Never more than the limits allow for one PDU.
@@ -115,4 +125,33 @@ impl PduDecoder {
 /// Bytes of padding after a data segment of `len` bytes.
 pub fn padding_len(len: usize) -> usize {
     pad4(len) - len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{DIGEST_LEN, MAX_AHS_BYTES};
+
+    #[test]
+    fn max_frame_len_counts_header_longest_ahs_padded_data_and_digests() {
+        let limits = Limits::with_max_recv_data_segment_length(8191);
+        let plain = PduDecoder::new(limits, DigestConfig::NONE);
+        assert_eq!(plain.max_frame_len(), BHS_LEN + MAX_AHS_BYTES + 8192);
+        let both = PduDecoder::new(
+            limits,
+            DigestConfig {
+                header: true,
+                data: true,
+            },
+        );
+        assert_eq!(
+            both.max_frame_len(),
+            BHS_LEN + MAX_AHS_BYTES + DIGEST_LEN + 8192 + DIGEST_LEN
+        );
+        // No PDU the decoder accepts is longer: the longest admitted BHS says so itself.
+        let mut bhs = [0u8; BHS_LEN];
+        bhs[4] = (MAX_AHS_BYTES / 4) as u8;
+        bhs[5..8].copy_from_slice(&8191u32.to_be_bytes()[1..]);
+        assert_eq!(both.frame_len(&bhs).unwrap(), Some(both.max_frame_len()));
+    }
 }
