@@ -6,6 +6,10 @@
 //! and solicited ones; R2Ts of at most MaxBurstLength each are issued, at most
 //! MaxOutstandingR2T at a time. Every offset and length from the wire is checked against the
 //! Expected Data Transfer Length and the burst it belongs to before a byte is copied.
+//!
+//! Data arriving in order (the usual case: DataPDUInOrder=Yes) is appended to the buffer, which
+//! is never zeroed first; the first piece out of order turns it into a zero-filled buffer of the
+//! whole length, so bytes no PDU carried read as zeros, never as old memory.
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::pdu::{DataOut, Pdu, R2t, RESERVED_TAG};
@@ -55,7 +59,10 @@ pub(crate) struct BurstRules {
 #[derive(Debug)]
 pub(crate) struct WriteCollect {
     pub info: CommandInfo,
+    /// In order: the bytes received so far, from offset 0. Out of order (`zero_filled`): the
+    /// whole Expected Data Transfer Length, zeros where nothing arrived yet.
     buf: BytesMut,
+    zero_filled: bool,
     received: u64,
     /// Data before this offset comes unsolicited.
     unsolicited_end: u32,
@@ -77,9 +84,9 @@ impl WriteCollect {
         rules: &BurstRules,
     ) -> WriteCollect {
         let edtl = info.edtl;
-        let mut buf = BytesMut::zeroed(edtl as usize);
         let imm = immediate.len().min(edtl as usize);
-        buf[..imm].copy_from_slice(&immediate[..imm]);
+        let mut buf = BytesMut::with_capacity(edtl as usize);
+        buf.extend_from_slice(&immediate[..imm]);
         let unsolicited_end = if !rules.initial_r2t && !final_bit {
             rules.first_burst.min(edtl).max(imm as u32)
         } else {
@@ -88,6 +95,7 @@ impl WriteCollect {
         WriteCollect {
             info,
             buf,
+            zero_filled: false,
             received: imm as u64,
             unsolicited_end,
             next_solicit: unsolicited_end,
@@ -107,9 +115,11 @@ impl WriteCollect {
         self.r2t_sn
     }
 
-    /// The collected buffer.
+    /// The collected buffer, `edtl` bytes long.
     pub(crate) fn take_buffer(&mut self) -> Bytes {
-        std::mem::take(&mut self.buf).freeze()
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(self.info.edtl as usize, 0);
+        buf.freeze()
     }
 
     /// New R2Ts to send (as many as MaxOutstandingR2T allows); `next_ttt` numbers them.
@@ -204,8 +214,140 @@ impl WriteCollect {
             }
         }
         let start = d.buffer_offset as usize;
-        self.buf[start..start + len].copy_from_slice(&d.data);
+        if !self.zero_filled && start == self.buf.len() {
+            self.buf.extend_from_slice(&d.data);
+        } else {
+            if !self.zero_filled {
+                self.buf.resize(self.info.edtl as usize, 0);
+                self.zero_filled = true;
+            }
+            self.buf[start..start + len].copy_from_slice(&d.data);
+        }
         self.received += len as u64;
         Ok(sequence_done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use iscsi_proto::pdu::Lun;
+
+    use super::*;
+
+    fn info(edtl: u32) -> CommandInfo {
+        CommandInfo {
+            itt: 7,
+            lun: Lun::default(),
+            lun_index: Some(0),
+            cdb: Bytes::new(),
+            edtl,
+            read: false,
+            write: true,
+            write_len: u64::from(edtl),
+        }
+    }
+
+    fn rules(max_outstanding_r2t: u32) -> BurstRules {
+        BurstRules {
+            first_burst: 8,
+            max_burst: 8,
+            max_outstanding_r2t,
+            initial_r2t: false,
+        }
+    }
+
+    fn pattern(from: usize, len: usize) -> Bytes {
+        (from..from + len).map(|i| (i * 13 + 1) as u8).collect()
+    }
+
+    /// Answers R2T `r` with one Data-Out carrying the pattern's bytes.
+    fn answer(r: &Pdu) -> DataOut {
+        let Pdu::R2t(r) = r else {
+            panic!("not an R2T: {r:?}")
+        };
+        DataOut {
+            final_bit: true,
+            lun: r.lun,
+            itt: r.itt,
+            ttt: r.ttt,
+            exp_stat_sn: 0,
+            data_sn: 0,
+            buffer_offset: r.buffer_offset,
+            data: pattern(
+                r.buffer_offset as usize,
+                r.desired_data_transfer_length as usize,
+            ),
+        }
+    }
+
+    fn take_all(edtl: u32, max_outstanding_r2t: u32, reverse: bool) -> Bytes {
+        let rules = rules(max_outstanding_r2t);
+        let mut ttt = 100;
+        let mut next_ttt = || {
+            ttt += 1;
+            ttt
+        };
+        // Immediate data (4 bytes) and one unsolicited Data-Out (4 more: the first burst).
+        let mut wc = WriteCollect::new(info(edtl), &pattern(0, 4), false, &rules);
+        let unsolicited = DataOut {
+            final_bit: true,
+            lun: Lun::default(),
+            itt: 7,
+            ttt: RESERVED_TAG,
+            exp_stat_sn: 0,
+            data_sn: 0,
+            buffer_offset: 4,
+            data: pattern(4, 4),
+        };
+        wc.accept(&unsolicited).unwrap();
+        while !wc.is_complete() {
+            let mut r2ts = wc.solicit(&rules, &mut next_ttt);
+            assert!(!r2ts.is_empty(), "incomplete and nothing to solicit");
+            if reverse {
+                r2ts.reverse();
+            }
+            for r in &r2ts {
+                wc.accept(&answer(r)).unwrap();
+            }
+        }
+        wc.take_buffer()
+    }
+
+    #[test]
+    fn data_in_order_or_not_gives_the_same_buffer() {
+        let want = pattern(0, 40);
+        assert_eq!(take_all(40, 1, false), want);
+        assert_eq!(take_all(40, 4, false), want);
+        // The later R2Ts answered first: the buffer turns zero-filled, and still ends equal.
+        assert_eq!(take_all(40, 4, true), want);
+    }
+
+    #[test]
+    fn out_of_order_data_is_placed_at_its_offset_and_the_gap_reads_zero() {
+        let rules = BurstRules {
+            first_burst: 16,
+            max_burst: 16,
+            max_outstanding_r2t: 1,
+            initial_r2t: false,
+        };
+        let mut wc = WriteCollect::new(info(16), &pattern(0, 4), false, &rules);
+        // The last 4 bytes of the first burst, before bytes 4..12.
+        let late = DataOut {
+            final_bit: false,
+            lun: Lun::default(),
+            itt: 7,
+            ttt: RESERVED_TAG,
+            exp_stat_sn: 0,
+            data_sn: 0,
+            buffer_offset: 12,
+            data: pattern(12, 4),
+        };
+        wc.accept(&late).unwrap();
+        assert!(!wc.is_complete());
+        let b = wc.take_buffer();
+        assert_eq!(b.len(), 16);
+        assert_eq!(&b[..4], &pattern(0, 4)[..]);
+        assert_eq!(&b[4..12], &[0u8; 8]);
+        assert_eq!(&b[12..], &pattern(12, 4)[..]);
     }
 }
