@@ -76,14 +76,17 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
     /// other error means the connection must be dropped.
     pub(crate) async fn next(&mut self) -> Result<Option<Pdu>, ReadError> {
         loop {
+            let frame = self.decoder.frame_len(&self.buf)?;
+            if let Some(total) = frame {
+                self.after_long = total >= LONG_PDU;
+            }
             if let Some(pdu) = self.decoder.decode(&mut self.buf)? {
                 return Ok(Some(pdu));
             }
             let spare = self.buf.capacity() - self.buf.len();
-            let n = match self.decoder.frame_len(&self.buf)? {
+            let n = match frame {
                 // decode() has made room for the rest of this PDU.
                 Some(total) => {
-                    self.after_long = total >= LONG_PDU;
                     let rest = total - self.buf.len();
                     if self.after_long {
                         self.inner
@@ -233,6 +236,20 @@ mod tests {
         for chunk in [1, 47, 1000, 4096, 65_536, 70_001, 300_000, usize::MAX] {
             read_all(&lens, chunk).await;
         }
+    }
+
+    #[tokio::test]
+    async fn short_pdus_after_a_long_one_are_read_many_at_a_time_again() {
+        let mut lens = vec![256 * 1024];
+        lens.extend(std::iter::repeat_n(0, 200));
+        let offered = read_all(&lens, usize::MAX).await;
+        // The long PDU (at most three reads, the first into the initial buffer), the first
+        // short PDU's header alone, then all the rest at once, then the end of the stream.
+        assert!(
+            offered.len() <= 6,
+            "{} reads for one long and 200 short PDUs: {offered:?}",
+            offered.len()
+        );
     }
 
     #[tokio::test]
