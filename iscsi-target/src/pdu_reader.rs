@@ -46,7 +46,7 @@ pub(crate) struct PduReader<R> {
     inner: R,
     buf: BytesMut,
     pub decoder: PduDecoder,
-    /// The last PDU whose header was seen was [`LONG_PDU`] or longer.
+    /// The last PDU returned was [`LONG_PDU`] or longer.
     after_long: bool,
 }
 
@@ -76,43 +76,35 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
     /// other error means the connection must be dropped.
     pub(crate) async fn next(&mut self) -> Result<Option<Pdu>, ReadError> {
         loop {
-            let frame = self.decoder.frame_len(&self.buf)?;
-            if let Some(total) = frame {
-                self.after_long = total >= LONG_PDU;
-            }
+            let buffered = self.buf.len();
             if let Some(pdu) = self.decoder.decode(&mut self.buf)? {
+                self.after_long = buffered - self.buf.len() >= LONG_PDU;
                 return Ok(Some(pdu));
             }
-            let spare = self.buf.capacity() - self.buf.len();
-            let n = match frame {
-                // decode() has made room for the rest of this PDU.
+            // How far this read may go: to the end of a long PDU whose header is buffered
+            // (decode() has made room for it), to the end of the next PDU's header after a long
+            // one, else as far as the buffer has room.
+            let (room, limit) = match self.decoder.frame_len(&self.buf)? {
                 Some(total) => {
                     let rest = total - self.buf.len();
-                    if self.after_long {
-                        self.inner
-                            .read_buf(&mut (&mut self.buf).limit(rest))
-                            .await?
-                    } else {
-                        self.inner.read_buf(&mut self.buf).await?
-                    }
+                    (rest, (total >= LONG_PDU).then_some(rest))
                 }
-                // After a long PDU the header comes alone: the room decode() then makes is
-                // for exactly the PDU it announces, before any of its data arrived.
                 None if self.after_long => {
                     let header_rest = BHS_LEN - self.buf.len();
-                    if spare < header_rest {
-                        self.buf.reserve(self.decoder.max_frame_len() + READ_AHEAD);
-                    }
+                    (header_rest, Some(header_rest))
+                }
+                None => (MIN_READ, None),
+            };
+            if self.buf.capacity() - self.buf.len() < room {
+                self.buf.reserve(self.decoder.max_frame_len() + READ_AHEAD);
+            }
+            let n = match limit {
+                Some(limit) => {
                     self.inner
-                        .read_buf(&mut (&mut self.buf).limit(header_rest))
+                        .read_buf(&mut (&mut self.buf).limit(limit))
                         .await?
                 }
-                None => {
-                    if spare < MIN_READ {
-                        self.buf.reserve(self.decoder.max_frame_len() + READ_AHEAD);
-                    }
-                    self.inner.read_buf(&mut self.buf).await?
-                }
+                None => self.inner.read_buf(&mut self.buf).await?,
             };
             if n == 0 {
                 return if self.buf.is_empty() {
