@@ -7,7 +7,7 @@
 //! of requests can be in flight on one connection. Payloads are never copied into owned
 //! buffers: writes are sent from the caller's slice, reads land in the caller's slice.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -200,6 +200,42 @@ pub struct NbdConnection {
 /// Buffer size of the writer: small requests (headers, read requests) coalesce into one
 /// `write(2)`, payloads larger than this go straight from the caller's slice.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// The 28-byte header of a request (NBD protocol, "Transmission phase", request message).
+fn request_header(cmd: u16, handle: u64, offset: u64, len: u32) -> [u8; 28] {
+    let mut h = [0u8; 28];
+    h[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
+    h[4..6].copy_from_slice(&0u16.to_be_bytes());
+    h[6..8].copy_from_slice(&cmd.to_be_bytes());
+    h[8..16].copy_from_slice(&handle.to_be_bytes());
+    h[16..24].copy_from_slice(&offset.to_be_bytes());
+    h[24..28].copy_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// Writes every byte of `bufs`, in order, with as few `writev(2)` calls as the socket allows.
+fn write_all_vectored(w: &mut dyn Write, bufs: &[&[u8]]) -> io::Result<()> {
+    let (mut idx, mut off) = (0, 0);
+    while idx < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&bufs[idx][off..])
+            .chain(bufs[idx + 1..].iter().copied())
+            .map(IoSlice::new)
+            .collect();
+        let mut n = match w.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while idx < bufs.len() && n >= bufs[idx].len() - off {
+            n -= bufs[idx].len() - off;
+            idx += 1;
+            off = 0;
+        }
+        off += n;
+    }
+    Ok(())
+}
+
 /// Buffer size of the reader: many 16-byte replies per `read(2)`.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -370,14 +406,8 @@ impl NbdConnection {
     }
 
     fn send_header(&mut self, cmd: u16, handle: u64, offset: u64, len: u32) -> io::Result<()> {
-        let mut h = [0u8; 28];
-        h[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
-        h[4..6].copy_from_slice(&0u16.to_be_bytes());
-        h[6..8].copy_from_slice(&cmd.to_be_bytes());
-        h[8..16].copy_from_slice(&handle.to_be_bytes());
-        h[16..24].copy_from_slice(&offset.to_be_bytes());
-        h[24..28].copy_from_slice(&len.to_be_bytes());
-        self.writer.write_all(&h)
+        self.writer
+            .write_all(&request_header(cmd, handle, offset, len))
     }
 
     /// Queues `NBD_CMD_READ`; the reply's payload must be taken with [`Self::recv_payload`].
@@ -385,12 +415,20 @@ impl NbdConnection {
         self.send_header(CMD_READ, handle, offset, len)
     }
 
-    /// Queues `NBD_CMD_WRITE` with `data` as payload.
+    /// Queues `NBD_CMD_WRITE` with `data` as payload. A payload too big for the buffer leaves
+    /// with its header in one vectored write (a header written alone would go out as a packet
+    /// of its own and wake the server once more).
     pub fn send_write(&mut self, handle: u64, offset: u64, data: &[u8]) -> io::Result<()> {
         let len = u32::try_from(data.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "write over 4 GiB"))?;
-        self.send_header(CMD_WRITE, handle, offset, len)?;
-        self.writer.write_all(data)
+        let header = request_header(CMD_WRITE, handle, offset, len);
+        if header.len() + data.len() <= self.writer.capacity() - self.writer.buffer().len() {
+            self.writer.write_all(&header)?;
+            return self.writer.write_all(data);
+        }
+        // Requests queued before go first (nothing is written when none are).
+        self.writer.flush()?;
+        write_all_vectored(self.writer.get_mut(), &[&header, data])
     }
 
     /// Queues `NBD_CMD_FLUSH`.
@@ -479,6 +517,78 @@ impl NbdConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes at most `chunk` bytes per call and records every call's size.
+    struct Trickle {
+        got: Vec<u8>,
+        chunk: usize,
+        calls: Vec<usize>,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut left = self.chunk;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.got.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            self.calls.push(self.chunk - left);
+            Ok(self.chunk - left)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_writes_keep_order_across_partial_writes() {
+        let header: Vec<u8> = (0..28).collect();
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let want: Vec<u8> = header.iter().chain(&data).copied().collect();
+        for chunk in [1, 5, 27, 28, 29, 500, 1028, 4096] {
+            let mut w = Trickle {
+                got: Vec::new(),
+                chunk,
+                calls: Vec::new(),
+            };
+            write_all_vectored(&mut w, &[&header, &[], &data]).unwrap();
+            assert_eq!(w.got, want, "chunk {chunk}");
+            assert_eq!(w.calls.len(), want.len().div_ceil(chunk), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_write_too_big_for_the_buffer_follows_the_requests_queued_before_it() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut conn = NbdConnection {
+            reader: BufReader::with_capacity(READ_BUFFER, Box::new(a.try_clone().unwrap())),
+            writer: BufWriter::with_capacity(WRITE_BUFFER, Box::new(a)),
+            size: 0,
+            transmission_flags: 0,
+        };
+        let data = vec![0x5au8; WRITE_BUFFER * 2];
+        let reader = std::thread::spawn(move || {
+            let mut b = b;
+            let mut got = vec![0u8; 28 + 28 + WRITE_BUFFER * 2];
+            b.read_exact(&mut got).unwrap();
+            got
+        });
+        conn.send_read(1, 4096, 512).unwrap();
+        conn.send_write(2, 8192, &data).unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(&got[..28], &request_header(CMD_READ, 1, 4096, 512));
+        assert_eq!(
+            &got[28..56],
+            &request_header(CMD_WRITE, 2, 8192, data.len() as u32)
+        );
+        assert!(got[56..].iter().all(|&x| x == 0x5a));
+    }
 
     #[test]
     fn parses_target_forms() {
