@@ -200,6 +200,9 @@ pub struct NbdConnection {
 /// Buffer size of the writer: small requests (headers, read requests) coalesce into one
 /// `write(2)`, payloads larger than this go straight from the caller's slice.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Buffer size of the reader: many 16-byte replies per `read(2)`.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// The 28-byte header of a request (NBD protocol, "Transmission phase", request message).
 fn request_header(cmd: u16, handle: u64, offset: u64, len: u32) -> [u8; 28] {
     let mut h = [0u8; 28];
@@ -212,32 +215,20 @@ fn request_header(cmd: u16, handle: u64, offset: u64, len: u32) -> [u8; 28] {
     h
 }
 
-/// Writes every byte of `bufs`, in order, with as few `writev(2)` calls as the socket allows.
-fn write_all_vectored(w: &mut dyn Write, bufs: &[&[u8]]) -> io::Result<()> {
-    let (mut idx, mut off) = (0, 0);
-    while idx < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = std::iter::once(&bufs[idx][off..])
-            .chain(bufs[idx + 1..].iter().copied())
-            .map(IoSlice::new)
-            .collect();
-        let mut n = match w.write_vectored(&slices) {
+/// Writes `header` and then `payload`: vectored writes while any of the header is left (one
+/// call when the socket takes everything), then plain writes of the payload's rest.
+fn write_header_and_payload(w: &mut dyn Write, header: &[u8], payload: &[u8]) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < header.len() {
+        match w.write_vectored(&[IoSlice::new(&header[sent..]), IoSlice::new(payload)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        };
-        while idx < bufs.len() && n >= bufs[idx].len() - off {
-            n -= bufs[idx].len() - off;
-            idx += 1;
-            off = 0;
         }
-        off += n;
     }
-    Ok(())
+    w.write_all(&payload[sent - header.len()..])
 }
-
-/// Buffer size of the reader: many 16-byte replies per `read(2)`.
-const READ_BUFFER: usize = 64 * 1024;
 
 impl NbdConnection {
     /// Connects and negotiates the export.
@@ -428,7 +419,7 @@ impl NbdConnection {
         }
         // Requests queued before go first (nothing is written when none are).
         self.writer.flush()?;
-        write_all_vectored(self.writer.get_mut(), &[&header, data])
+        write_header_and_payload(self.writer.get_mut(), &header, data)
     }
 
     /// Queues `NBD_CMD_FLUSH`.
@@ -547,7 +538,7 @@ mod tests {
     }
 
     #[test]
-    fn vectored_writes_keep_order_across_partial_writes() {
+    fn header_and_payload_keep_order_across_partial_writes() {
         let header: Vec<u8> = (0..28).collect();
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
         let want: Vec<u8> = header.iter().chain(&data).copied().collect();
@@ -557,7 +548,7 @@ mod tests {
                 chunk,
                 calls: Vec::new(),
             };
-            write_all_vectored(&mut w, &[&header, &[], &data]).unwrap();
+            write_header_and_payload(&mut w, &header, &data).unwrap();
             assert_eq!(w.got, want, "chunk {chunk}");
             assert_eq!(w.calls.len(), want.len().div_ceil(chunk), "chunk {chunk}");
         }
