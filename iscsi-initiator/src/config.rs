@@ -79,6 +79,9 @@ pub struct SessionConfig {
     pub nop_timeout: Duration,
     /// How long BUSY / TASK SET FULL are retried.
     pub busy_retry_timeout: Duration,
+    /// TCP congestion control algorithm of the connection (`TCP_CONGESTION`); None keeps the
+    /// system default. A kernel that refuses the name leaves the default (logged, not fatal).
+    pub tcp_congestion: Option<String>,
 }
 
 impl SessionConfig {
@@ -104,6 +107,7 @@ impl SessionConfig {
             nop_interval: Some(Duration::from_secs(5)),
             nop_timeout: Duration::from_secs(15),
             busy_retry_timeout: Duration::from_secs(30),
+            tcp_congestion: None,
         }
     }
 

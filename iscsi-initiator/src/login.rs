@@ -73,15 +73,42 @@ impl PduStream {
     }
 }
 
-/// Connects a TCP socket to `portal` with TCP_NODELAY.
+/// Connects a TCP socket to `portal` (each address it resolves to in turn) with TCP_NODELAY
+/// and the configured congestion control.
 pub(crate) async fn connect_tcp(config: &SessionConfig) -> Result<TcpStream> {
     let addr = config.portal_addr();
-    let stream = timeout(config.connect_timeout, TcpStream::connect(&addr))
+    let stream = timeout(config.connect_timeout, connect_any(&addr, config))
         .await
         .map_err(|_| IscsiError::Timeout("TCP connect"))?
         .map_err(|e| IscsiError::Io(format!("connect to {addr}: {e}")))?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// The first address of `addr` that accepts a connection. The congestion control is set
+/// before connecting: a connection established under another algorithm (BBR) and switched
+/// afterwards would stay paced.
+async fn connect_any(addr: &str, config: &SessionConfig) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(cc) = &config.tcp_congestion {
+            if let Err(e) = socket2::SockRef::from(&socket).set_tcp_congestion(cc.as_bytes()) {
+                tracing::debug!(algorithm = %cc, error = %e, "TCP congestion control refused; system default kept");
+            }
+        }
+        match socket.connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
+    }))
 }
 
 /// Connects and logs in (normal or discovery session).
@@ -191,5 +218,33 @@ pub(crate) fn digests_of(params: &SessionParams) -> DigestConfig {
     DigestConfig {
         header: params.header_digest == DigestKind::Crc32c,
         data: params.data_digest == DigestKind::Crc32c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn algorithm_of(s: &TcpStream) -> String {
+        let raw = socket2::SockRef::from(s).tcp_congestion().unwrap();
+        String::from_utf8_lossy(&raw)
+            .trim_end_matches('\0')
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_connection_uses_the_configured_congestion_control() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let portal = listener.local_addr().unwrap().to_string();
+        let mut config = SessionConfig::new(portal, "iqn.2026-11.io.pvd:t");
+        // `reno` is built into every Linux kernel and always allowed.
+        config.tcp_congestion = Some("reno".into());
+        let s = connect_tcp(&config).await.unwrap();
+        assert_eq!(algorithm_of(&s), "reno");
+        // A name the kernel does not know leaves the default and still connects.
+        config.tcp_congestion = Some("no-such-cc".into());
+        let s = connect_tcp(&config).await.unwrap();
+        assert_ne!(algorithm_of(&s), "no-such-cc");
+        assert!(s.nodelay().unwrap());
     }
 }

@@ -27,10 +27,11 @@ use crate::server::Target;
 ///                 "luns": [{"path": "/srv/d0.img", "block_size": 512, "read_only": false,
 ///                           "emulate_disk": "latency_us=4000,mbps=120", "serial": "D0",
 ///                           "io_engine": "adaptive"}]}],
-///    "cmd_window": 128, "nop_interval_secs": 10, "nop_timeout_secs": 30}
+///    "cmd_window": 128, "nop_interval_secs": 10, "nop_timeout_secs": 30,
+///    "tcp_congestion": "cubic"}
 ///
 /// Only "listen", "targets[].iqn" and "luns[].path" are required. Command-line options other
-/// than --register/--advertise are ignored with --config.
+/// than --register/--advertise/--poll-us/--tcp-congestion are ignored with --config.
 #[derive(Args, Debug, Clone)]
 #[command(verbatim_doc_comment)]
 pub struct TargetArgs {
@@ -99,6 +100,11 @@ pub struct TargetArgs {
     /// at most 10000. Applies to --config too.
     #[arg(long, default_value_t = 0, value_name = "US")]
     pub poll_us: u64,
+    /// TCP congestion control of the connections (default cubic; `system`: the system's,
+    /// net.ipv4.tcp_congestion_control). BBR, a common default, now and then held a write's
+    /// data back for tens of milliseconds on storage traffic. Applies to --config too.
+    #[arg(long, value_name = "NAME", value_parser = crate::tcp_congestion::parse_name)]
+    pub tcp_congestion: Option<String>,
 }
 
 impl TargetArgs {
@@ -138,11 +144,15 @@ impl TargetArgs {
                     nop_interval_secs: self.nop_interval,
                     nop_timeout_secs: self.nop_timeout,
                     poll_us: 0,
+                    tcp_congestion: crate::tcp_congestion::DEFAULT.to_string(),
                 }
             }
         };
         if self.advertise.is_some() {
             cfg.advertise = self.advertise.clone();
+        }
+        if let Some(cc) = &self.tcp_congestion {
+            cfg.tcp_congestion = cc.clone();
         }
         if self.poll_us > 0 {
             cfg.poll_us = self.poll_us;

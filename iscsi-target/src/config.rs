@@ -22,7 +22,8 @@
 //!   ],
 //!   "cmd_window": 128,
 //!   "nop_interval_secs": 10,
-//!   "nop_timeout_secs": 30
+//!   "nop_timeout_secs": 30,
+//!   "tcp_congestion": "cubic"
 //! }
 //! ```
 //!
@@ -69,6 +70,14 @@ pub struct ServerConfig {
     /// commands count).
     #[serde(default)]
     pub poll_us: u64,
+    /// TCP congestion control of accepted connections ([`crate::tcp_congestion`]; `system`:
+    /// the system default).
+    #[serde(default = "default_tcp_congestion")]
+    pub tcp_congestion: String,
+}
+
+fn default_tcp_congestion() -> String {
+    crate::tcp_congestion::DEFAULT.to_string()
 }
 
 /// One exported target (IQN).
@@ -205,6 +214,8 @@ pub enum ConfigError {
     BadPoll(u64),
     #[error("cmd_window {0} is not within 1..={MAX_CMD_WINDOW}")]
     BadWindow(u32),
+    #[error("tcp_congestion: {0}")]
+    BadTcpCongestion(#[from] crate::tcp_congestion::CongestionNameError),
     #[error("reading {path}: {source}")]
     Read {
         path: PathBuf,
@@ -238,6 +249,7 @@ impl ServerConfig {
             nop_interval_secs: DEFAULT_NOP_INTERVAL_SECS,
             nop_timeout_secs: DEFAULT_NOP_TIMEOUT_SECS,
             poll_us: 0,
+            tcp_congestion: default_tcp_congestion(),
         }
     }
 
@@ -264,6 +276,7 @@ impl ServerConfig {
         if std::time::Duration::from_micros(self.poll_us) > crate::busy_poll::MAX_POLL_BUDGET {
             return Err(ConfigError::BadPoll(self.poll_us));
         }
+        crate::tcp_congestion::parse_name(&self.tcp_congestion)?;
         for (i, t) in self.targets.iter().enumerate() {
             if t.luns.is_empty() {
                 return Err(ConfigError::NoLuns(t.iqn.clone()));
@@ -314,5 +327,19 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert!(matches!(e, ConfigError::BadPoll(10_001)), "{e}");
         assert_eq!(e.to_string(), "poll_us 10001 is above 10000");
+    }
+
+    #[test]
+    fn tcp_congestion_defaults_to_cubic_and_is_checked() {
+        let json = r#"{"listen": "127.0.0.1:3260",
+            "targets": [{"iqn": "iqn.2026-11.io.pvd:t", "luns": [{"path": "/dev/null"}]}]}"#;
+        let mut c: ServerConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(c.tcp_congestion, "cubic");
+        assert!(c.validate().is_ok());
+        c.tcp_congestion = "system".into();
+        assert!(c.validate().is_ok());
+        c.tcp_congestion = "bb r".into();
+        let e = c.validate().unwrap_err();
+        assert!(matches!(e, ConfigError::BadTcpCongestion(_)), "{e}");
     }
 }

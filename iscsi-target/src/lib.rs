@@ -21,6 +21,7 @@ mod scsi_task;
 pub mod server;
 mod session;
 mod task_mgmt;
+pub mod tcp_congestion;
 mod writer;
 
 pub use config::{ChapSpec, LunSpec, ServerConfig, TargetSpec};

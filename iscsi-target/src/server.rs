@@ -212,6 +212,10 @@ impl Target {
                     addr: config.listen,
                     source,
                 })?;
+        // Set before any connection is accepted: connections take the listener's algorithm
+        // when they are established (switching an established one from BBR would leave it
+        // paced).
+        crate::tcp_congestion::apply(socket2::SockRef::from(&listener), &config.tcp_congestion);
         let local_addr = listener
             .local_addr()
             .map_err(|source| TargetError::Listen {

@@ -20,6 +20,7 @@ use crate::vdisk::{
     VdiskConfig, VirtualDisk, DEFAULT_DISPATCH_SLOTS, DEFAULT_MAX_REQUEST, DEFAULT_QUEUE_DEPTH,
 };
 use iscsi_target::busy_poll::{BusyPoll, MAX_POLL_BUDGET};
+use iscsi_target::tcp_congestion;
 
 /// Default NBD address when neither `--nbd` nor `--nbd-unix` is given.
 pub const DEFAULT_NBD: &str = "127.0.0.1:10809";
@@ -93,6 +94,12 @@ pub struct ServeArgs {
     /// `--threads 1`; at most 10000.
     #[arg(long, default_value_t = 0, value_name = "US")]
     pub poll_us: u64,
+    /// TCP congestion control of the NBD clients' connections and of the iSCSI sessions
+    /// (`system`: the system's, net.ipv4.tcp_congestion_control). BBR, a common default, now
+    /// and then held a write's data back for tens of milliseconds on storage traffic.
+    #[arg(long, value_name = "NAME", default_value = tcp_congestion::DEFAULT,
+          value_parser = tcp_congestion::parse_name)]
+    pub tcp_congestion: String,
 }
 
 /// Default of `--threads`: measured with scripts/bench-tapdisk on a 2-core machine shared with
@@ -201,12 +208,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?;
     let served = pvd_mapping::open_for_serving(&map)
         .with_context(|| format!("cannot serve {}", map.display()))?;
-    let config = VdiskConfig {
+    let mut config = VdiskConfig {
         queue_depth: args.queue_depth,
         max_request,
         dispatch_slots: args.dispatch_slots,
         ..VdiskConfig::default()
     };
+    config.session.tcp_congestion =
+        (args.tcp_congestion != tcp_congestion::SYSTEM).then(|| args.tcp_congestion.clone());
     let disk = VirtualDisk::connect(served.table.clone(), config)
         .await
         .with_context(|| format!("cannot open virtual disk {}", served.file.name))?;
@@ -217,11 +226,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (a, _) => *a,
     };
     let tcp = match nbd_addr {
-        Some(a) => Some(
-            tokio::net::TcpListener::bind(a)
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
                 .await
-                .with_context(|| format!("cannot listen for NBD on {a}"))?,
-        ),
+                .with_context(|| format!("cannot listen for NBD on {a}"))?;
+            // Before any client connects: a connection takes the listener's algorithm when
+            // it is established.
+            tcp_congestion::apply(socket2::SockRef::from(&l), &args.tcp_congestion);
+            Some(l)
+        }
         None => None,
     };
     let unix = match &args.nbd_unix {

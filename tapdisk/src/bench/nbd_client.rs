@@ -13,6 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use iscsi_target::tcp_congestion;
+
 /// `NBDMAGIC`, the first eight bytes a server sends.
 const NBD_MAGIC: u64 = 0x4e42_444d_4147_4943;
 /// `IHAVEOPT`: newstyle negotiation magic, also prefixes every option the client sends.
@@ -217,6 +219,25 @@ fn request_header(cmd: u16, handle: u64, offset: u64, len: u32) -> [u8; 28] {
 
 /// Writes `header` and then `payload`: vectored writes while any of the header is left (one
 /// call when the socket takes everything), then plain writes of the payload's rest.
+/// Connects to the first address of `addr` that answers, under the congestion control pvd's
+/// own data connections default to (set before connecting, so the connection is never
+/// established under another), so a host whose default is BBR does not stall the benchmark's
+/// writes now and then.
+fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        let socket = Socket::new(Domain::for_address(a), Type::STREAM, None)?;
+        tcp_congestion::apply(socket2::SockRef::from(&socket), tcp_congestion::DEFAULT);
+        match socket.connect(&a.into()) {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
+}
+
 fn write_header_and_payload(w: &mut dyn Write, header: &[u8], payload: &[u8]) -> io::Result<()> {
     let mut sent = 0;
     while sent < header.len() {
@@ -238,7 +259,7 @@ impl NbdConnection {
         }
         let (r, w): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match &target.address {
             NbdAddress::Tcp(addr) => {
-                let s = TcpStream::connect(addr.as_str())?;
+                let s = connect_tcp(addr)?;
                 s.set_nodelay(true)?;
                 (Box::new(s.try_clone()?), Box::new(s))
             }
