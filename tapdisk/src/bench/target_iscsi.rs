@@ -50,7 +50,10 @@ impl WorkloadTarget for IscsiLunTarget {
             .enable_all()
             .build()
             .map_err(|e| self.err("runtime", e))?;
-        let config = SessionConfig::new(self.portal.clone(), self.iqn.clone());
+        let mut config = SessionConfig::new(self.portal.clone(), self.iqn.clone());
+        // The congestion control a tapdisk's sessions use, so the LUN and the virtual disk
+        // are reached the same way.
+        config.tcp_congestion = Some(iscsi_target::tcp_congestion::DEFAULT.to_string());
         let (session, block_len, capacity) = rt
             .block_on(async {
                 let s = Session::connect(config).await?;
