@@ -144,7 +144,7 @@ impl TargetArgs {
                     nop_interval_secs: self.nop_interval,
                     nop_timeout_secs: self.nop_timeout,
                     poll_us: 0,
-                    tcp_congestion: crate::tcp_congestion::DEFAULT.to_string(),
+                    tcp_congestion: crate::config::default_tcp_congestion(),
                 }
             }
         };

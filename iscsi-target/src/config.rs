@@ -76,7 +76,7 @@ pub struct ServerConfig {
     pub tcp_congestion: String,
 }
 
-fn default_tcp_congestion() -> String {
+pub(crate) fn default_tcp_congestion() -> String {
     crate::tcp_congestion::DEFAULT.to_string()
 }
 

@@ -51,6 +51,11 @@ pub fn parse_name(s: &str) -> Result<String, CongestionNameError> {
     Ok(s.to_string())
 }
 
+/// The algorithm a `--tcp-congestion` value asks for: None for [`SYSTEM`].
+pub fn algorithm(name: &str) -> Option<&str> {
+    (name != SYSTEM).then_some(name)
+}
+
 /// Whether a socket refused the algorithm already (so it is reported once per process).
 static REFUSAL_REPORTED: AtomicBool = AtomicBool::new(false);
 
@@ -59,9 +64,9 @@ static REFUSAL_REPORTED: AtomicBool = AtomicBool::new(false);
 /// leaves the socket on the system default: the connection works either way, so that is a
 /// warning (once per process), not an error. Returns whether the socket now uses `name`.
 pub fn apply(sock: SockRef<'_>, name: &str) -> bool {
-    if name == SYSTEM {
+    let Some(name) = algorithm(name) else {
         return false;
-    }
+    };
     match sock.set_tcp_congestion(name.as_bytes()) {
         Ok(()) => true,
         Err(e) => {
@@ -93,6 +98,8 @@ mod tests {
     fn names_are_checked() {
         assert_eq!(parse_name("cubic").unwrap(), "cubic");
         assert_eq!(parse_name(SYSTEM).unwrap(), SYSTEM);
+        assert_eq!(algorithm("cubic"), Some("cubic"));
+        assert_eq!(algorithm(SYSTEM), None);
         assert_eq!(parse_name(""), Err(CongestionNameError::Empty));
         assert_eq!(
             parse_name("a-name-far-too-long"),

@@ -215,7 +215,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..VdiskConfig::default()
     };
     config.session.tcp_congestion =
-        (args.tcp_congestion != tcp_congestion::SYSTEM).then(|| args.tcp_congestion.clone());
+        tcp_congestion::algorithm(&args.tcp_congestion).map(String::from);
     let disk = VirtualDisk::connect(served.table.clone(), config)
         .await
         .with_context(|| format!("cannot open virtual disk {}", served.file.name))?;

@@ -190,7 +190,7 @@ mod tests {
         }
         // No deadline and a past one return at once.
         wait_until(None);
-        wait_until(Some(Instant::now() - Duration::from_millis(1)));
+        wait_until(Instant::now().checked_sub(Duration::from_millis(1)));
     }
 
     #[test]

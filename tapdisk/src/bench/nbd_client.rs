@@ -217,8 +217,6 @@ fn request_header(cmd: u16, handle: u64, offset: u64, len: u32) -> [u8; 28] {
     h
 }
 
-/// Writes `header` and then `payload`: vectored writes while any of the header is left (one
-/// call when the socket takes everything), then plain writes of the payload's rest.
 /// Connects to the first address of `addr` that answers, under the congestion control pvd's
 /// own data connections default to (set before connecting, so the connection is never
 /// established under another), so a host whose default is BBR does not stall the benchmark's
@@ -238,6 +236,8 @@ fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
 }
 
+/// Writes `header` and then `payload`: vectored writes while any of the header is left (one
+/// call when the socket takes everything), then plain writes of the payload's rest.
 fn write_header_and_payload(w: &mut dyn Write, header: &[u8], payload: &[u8]) -> io::Result<()> {
     let mut sent = 0;
     while sent < header.len() {
